@@ -1,0 +1,1 @@
+"""Data: GOPRO-layout paired datasets, synthetic motion blur, Lightning DataModules."""

@@ -1,0 +1,137 @@
+"""A synthetic motion-blur dataset built from sharp photos that ship with scikit-image.
+
+No download is needed: the images live inside the scikit-image wheel. Each photo becomes
+one "sequence" of the GOPRO layout; every frame of it is the photo blurred along its own
+random camera path. Test photos are never used for training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from datamodules.gopro import GoProDataModule
+from datamodules.motion_blur import BlurParams, blur_image
+
+# Bundled with the scikit-image wheel (checked to load offline). Grey ones become RGB.
+TRAIN_IMAGES = (
+    "astronaut", "rocket", "motorcycle_left", "motorcycle_right", "hubble_deep_field",
+    "immunohistochemistry", "retina", "coins", "moon", "brick", "grass", "gravel", "page",
+    "text",
+)
+TEST_IMAGES = ("chelsea", "coffee", "camera")
+_MANIFEST = "synthetic_manifest.json"
+
+
+def load_bundled_image(name: str, max_side: int) -> np.ndarray:
+    """A scikit-image sample photo as `(H, W, 3)` uint8 RGB, its long side at most `max_side`."""
+    import skimage.data
+
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _ = skimage.data.stereo_motorcycle()
+        image = left if name == "motorcycle_left" else right
+    else:
+        loader = getattr(skimage.data, name, None)
+        if loader is None:
+            raise ValueError(f"scikit-image has no bundled sample image named {name!r}")
+        image = loader()
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    image = image[..., :3].astype(np.uint8)
+    scale = max_side / max(image.shape[:2])
+    if scale < 1.0:
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}; is the folder writable?")
+
+
+def build_synthetic_dataset(
+    root: str | Path,
+    train_images: Sequence[str] = TRAIN_IMAGES,
+    test_images: Sequence[str] = TEST_IMAGES,
+    train_frames: int = 8,
+    test_frames: int = 1,
+    max_side: int = 512,
+    blur: BlurParams = BlurParams(),
+    seed: int = 0,
+) -> Path:
+    """Write `root/{train,test}/<image>/{blur,sharp}/<frame>.png`; deterministic from `seed`.
+
+    A manifest of the parameters is written last; a folder whose manifest matches is reused,
+    one with another manifest is rebuilt, and a non-empty folder without a manifest (someone
+    else's data) is never touched.
+    """
+    root = Path(root).expanduser()
+    overlap = set(train_images) & set(test_images)
+    if overlap:
+        raise ValueError(f"images {sorted(overlap)} are in both the train and test lists")
+    manifest = {
+        "train_images": list(train_images),
+        "test_images": list(test_images),
+        "train_frames": train_frames,
+        "test_frames": test_frames,
+        "max_side": max_side,
+        "blur": dataclasses.asdict(blur),
+        "seed": seed,
+    }
+    manifest_path = root / _MANIFEST
+    if manifest_path.is_file():
+        if json.loads(manifest_path.read_text()) == manifest:
+            return root
+        for split in ("train", "test"):
+            shutil.rmtree(root / split, ignore_errors=True)
+        manifest_path.unlink()
+    elif root.is_dir() and any(root.iterdir()):
+        raise FileExistsError(
+            f"{root} is not empty and was not made by the synthetic generator; point"
+            " data.data_dir at an empty or new folder"
+        )
+    rng = np.random.default_rng(seed)
+    for split, names, frames in (("train", train_images, train_frames), ("test", test_images, test_frames)):
+        for name in names:
+            sharp = load_bundled_image(name, max_side)
+            for frame in range(frames):
+                blurry = blur_image(sharp, rng, blur)
+                _write_png(root / split / name / "sharp" / f"{frame:06d}.png", sharp)
+                _write_png(root / split / name / "blur" / f"{frame:06d}.png", blurry)
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return root
+
+
+class SyntheticDataModule(GoProDataModule):
+    """`GoProDataModule` over the synthetic set, generated on first use in `prepare_data`."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        train_frames: int = 8,
+        max_side: int = 512,
+        min_blur_length: float = 5.0,
+        max_blur_length: float = 15.0,
+        noise_sigma: float = 0.01,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(data_dir=data_dir, **kwargs)
+        self.generator_kwargs = {
+            "train_frames": train_frames,
+            "max_side": max_side,
+            "blur": BlurParams(min_length=min_blur_length, max_length=max_blur_length, noise_sigma=noise_sigma),
+            "seed": seed,
+        }
+
+    def prepare_data(self) -> None:
+        build_synthetic_dataset(self.data_dir, **self.generator_kwargs)

@@ -1,0 +1,217 @@
+"""The scale-recurrent network: one encoder-decoder run coarse-to-fine (paper Eq. 1-2).
+
+    I_i, h_i = Net_SR(B_i, up(I_{i+1}), up(h_{i+1}); theta)
+
+Defaults reproduce the release's `lstm` model (the paper's), 8,056,609 parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from srn_deblur.blocks import DBlock, EBlock, InBlock, OutBlock
+from srn_deblur.recurrence import RECURRENCE_TYPES, build_recurrence, resize_bilinear
+
+# The encoder halves the size twice, so every scale's input must divide by 4.
+_ENCODER_STRIDE = 4
+
+
+class EncoderDecoder(nn.Module):
+    """One scale of SRN: InBlock, 2 EBlocks, recurrent bottleneck, 2 DBlocks, OutBlock.
+
+    Input `(N, 2C, H, W)` = cat(blurry, previous estimate); output `(N, C, H, W)`.
+    Skip connections add (not concatenate) encoder features to decoder features.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        widths: Sequence[int] = (32, 64, 128),
+        num_res_blocks: int = 3,
+        kernel_size: int = 5,
+        deconv_kernel_size: int = 4,
+        recurrence: str = "lstm",
+        recurrent_kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        w1, w2, w3 = widths
+        self.in_block = InBlock(2 * channels, w1, num_res_blocks, kernel_size)
+        self.eblock1 = EBlock(w1, w2, 2, num_res_blocks, kernel_size)
+        self.eblock2 = EBlock(w2, w3, 2, num_res_blocks, kernel_size)
+        self.recurrent = build_recurrence(recurrence, w3, recurrent_kernel_size)
+        self.dblock1 = DBlock(w3, w2, num_res_blocks, kernel_size, deconv_kernel_size)
+        self.dblock2 = DBlock(w2, w1, num_res_blocks, kernel_size, deconv_kernel_size)
+        self.out_block = OutBlock(w1, channels, num_res_blocks, kernel_size)
+
+    def forward(self, x: Tensor, state=None) -> tuple[Tensor, object]:
+        e1 = self.in_block(x)  # (N, w1, H, W)
+        e2 = self.eblock1(e1)  # (N, w2, H/2, W/2)
+        e3 = self.eblock2(e2)  # (N, w3, H/4, W/4)
+        h, state = self.recurrent(e3, state)  # (N, w3, H/4, W/4)
+        d2 = self.dblock1(h) + e2  # (N, w2, H/2, W/2)
+        d1 = self.dblock2(d2) + e1  # (N, w1, H, W)
+        return self.out_block(d1), state  # (N, C, H, W)
+
+
+class SRNDeblurNet(nn.Module):
+    """Scale-recurrent deblurring network.
+
+    Args:
+        channels: image channels the network works on (1 = the paper's grey model, 3 = colour).
+            A 1-channel network given `(N, 3, H, W)` runs R, G, B as three samples, as the
+            release deblurs colour images with its grey models.
+        num_scales: number of scales (3 in the paper; 1 = the "single scale" ablation).
+        scale_factor: size ratio between neighbouring scales (0.5).
+        widths: feature widths of the three encoder levels (32, 64, 128).
+        num_res_blocks: ResBlocks in every InBlock/EBlock/DBlock/OutBlock (3).
+        kernel_size: kernel of every plain conv (5; the ablation study used 3).
+        deconv_kernel_size: transposed-conv kernel (4 in the release, 5 in the paper's text).
+        recurrence: bottleneck cell, one of `lstm`, `gru`, `rnn`, `none`.
+        recurrent_kernel_size: kernel of the recurrent cell's conv (3).
+        shared_weights: one set of weights for all scales (True) or one per scale (the
+            "scale cascade" ablation).
+        residual: predict `blurry + estimate` instead of the image itself. Off in the paper;
+            it lets a short CPU run beat the blurry input quickly.
+        pad_mode: how inputs are padded to the size every scale needs (`replicate`/`reflect`).
+
+    Input: `(N, C, H, W)` float in [0, 1], any H, W. Output: list of `num_scales` estimates,
+    coarsest first; the last one is full resolution `(N, C, H, W)` and is the result.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        num_scales: int = 3,
+        scale_factor: float = 0.5,
+        widths: Sequence[int] = (32, 64, 128),
+        num_res_blocks: int = 3,
+        kernel_size: int = 5,
+        deconv_kernel_size: int = 4,
+        recurrence: str = "lstm",
+        recurrent_kernel_size: int = 3,
+        shared_weights: bool = True,
+        residual: bool = False,
+        pad_mode: str = "replicate",
+    ) -> None:
+        super().__init__()
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey, the paper's) or 3 (colour), got {channels}")
+        if num_scales < 1:
+            raise ValueError(f"num_scales must be >= 1, got {num_scales}")
+        if not 0.0 < scale_factor < 1.0:
+            raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
+        if len(widths) != 3:
+            raise ValueError(f"widths must list 3 feature widths, got {list(widths)}")
+        if recurrence not in RECURRENCE_TYPES:
+            raise ValueError(f"recurrence must be one of {RECURRENCE_TYPES}, got {recurrence!r}")
+        if pad_mode not in ("replicate", "reflect"):
+            raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {pad_mode!r}")
+        # The constructor arguments, stored in checkpoints so a network can be rebuilt from one.
+        self.config = {
+            "channels": channels,
+            "num_scales": num_scales,
+            "scale_factor": scale_factor,
+            "widths": [int(w) for w in widths],
+            "num_res_blocks": num_res_blocks,
+            "kernel_size": kernel_size,
+            "deconv_kernel_size": deconv_kernel_size,
+            "recurrence": recurrence,
+            "recurrent_kernel_size": recurrent_kernel_size,
+            "shared_weights": shared_weights,
+            "residual": residual,
+            "pad_mode": pad_mode,
+        }
+        self.channels = channels
+        self.num_scales = num_scales
+        self.scale_factor = scale_factor
+        self.residual = residual
+        self.pad_mode = pad_mode
+        self.shared_weights = shared_weights
+        n_nets = 1 if shared_weights else num_scales
+        self.nets = nn.ModuleList(
+            EncoderDecoder(
+                channels,
+                tuple(widths),
+                num_res_blocks,
+                kernel_size,
+                deconv_kernel_size,
+                recurrence,
+                recurrent_kernel_size,
+            )
+            for _ in range(n_nets)
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases for every conv, as the release does."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def recurrent_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the recurrent bottleneck(s): the only ones the paper clips."""
+        return [p for net in self.nets for p in net.recurrent.parameters()]
+
+    def scale_size(self, height: int, width: int, level: int) -> tuple[int, int]:
+        """Spatial size at `level` (0 = full resolution), rounded as the release does."""
+        f = self.scale_factor**level
+        return int(round(height * f)), int(round(width * f))
+
+    def padded_length(self, length: int) -> int:
+        """Smallest length >= `length` that divides by 4 at every scale (16 for 3 scales at 0.5)."""
+        def fits(n: int) -> bool:
+            sizes = [int(round(n * self.scale_factor**level)) for level in range(self.num_scales)]
+            return all(s > 0 and s % _ENCODER_STRIDE == 0 for s in sizes)
+
+        while not fits(length):
+            length += 1
+        return length
+
+    def forward(self, blurry: Tensor) -> list[Tensor]:
+        if blurry.dim() != 4:
+            raise ValueError(f"expected a (N, C, H, W) batch, got shape {tuple(blurry.shape)}")
+        n, c, height, width = blurry.shape
+        fold = self.channels == 1 and c == 3
+        if c != self.channels and not fold:
+            raise ValueError(
+                f"this network works on {self.channels}-channel images but got {c} channels"
+                " (a 1-channel network accepts 3-channel input and runs each channel separately)"
+            )
+        x = blurry.reshape(n * c, 1, height, width) if fold else blurry  # (N*3, 1, H, W)
+
+        ph, pw = self.padded_length(height), self.padded_length(width)
+        if (ph, pw) != (height, width):
+            pad_mode = self.pad_mode
+            if pad_mode == "reflect" and (ph - height >= height or pw - width >= width):
+                pad_mode = "replicate"  # reflect cannot pad by more than the size itself
+            x = F.pad(x, (0, pw - width, 0, ph - height), mode=pad_mode)  # (N', C, ph, pw)
+
+        estimates: list[Tensor] = []
+        previous: Tensor | None = None
+        state = None
+        for step, level in enumerate(reversed(range(self.num_scales))):  # coarsest first
+            size = self.scale_size(ph, pw, level)
+            b_i = resize_bilinear(x, size)  # (N', C, h_i, w_i)
+            # The previous estimate is an input, not a path for gradients (stop_gradient).
+            prev_i = b_i if previous is None else resize_bilinear(previous.detach(), size)
+            net = self.nets[0 if self.shared_weights else step]
+            bottleneck = (size[0] // _ENCODER_STRIDE, size[1] // _ENCODER_STRIDE)
+            state = net.recurrent.resize_state(state, bottleneck)
+            out, state = net(torch.cat([b_i, prev_i], dim=1), state)  # (N', C, h_i, w_i)
+            if self.residual:
+                out = out + b_i
+            estimates.append(out)
+            previous = out
+
+        results = []
+        for level, est in zip(reversed(range(self.num_scales)), estimates):
+            h_i, w_i = self.scale_size(height, width, level)
+            est = est[..., :h_i, :w_i]  # crop the padding back
+            results.append(est.reshape(n, c, h_i, w_i) if fold else est)
+        return results

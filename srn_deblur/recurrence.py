@@ -1,0 +1,124 @@
+"""Recurrent bottlenecks that carry information from a coarse scale to the next finer one.
+
+The paper's model uses a ConvLSTM; its ablation (Table 1) compares it with a plain conv
+RNN, a ConvGRU and no recurrence at all. Every cell has the same interface so the
+scale-recurrent wrapper never needs to know which one it holds:
+
+* ``cell(x, state) -> (features, state)``, with ``state=None`` meaning zeros;
+* ``cell.resize_state(state, size)``, bilinear resizing of every state tensor to the
+  next scale's bottleneck size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+State = tuple[Tensor, ...]
+
+
+def resize_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize as TF1's `resize_images` (no corner alignment, no antialiasing)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class _ConvRecurrentCell(nn.Module):
+    """Shared plumbing: zero initial state and bilinear state resizing."""
+
+    num_state_tensors = 1
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"recurrent kernel_size must be odd, got {kernel_size}")
+        self.channels = channels
+        self.padding = kernel_size // 2
+
+    def _zeros(self, x: Tensor) -> State:
+        return tuple(torch.zeros_like(x) for _ in range(self.num_state_tensors))
+
+    def resize_state(self, state: State | None, size: tuple[int, int]) -> State | None:
+        if state is None:
+            return None
+        return tuple(resize_bilinear(s, size) for s in state)
+
+
+class ConvLSTMCell(_ConvRecurrentCell):
+    """ConvLSTM of the release's `BasicConvLSTMCell`: one conv over cat(x, h) gives 4 gates.
+
+    `c' = c * sigmoid(f + forget_bias) + sigmoid(i) * tanh(j)`, `h' = tanh(c') * sigmoid(o)`.
+    The forget bias of 1.0 keeps the coarse scale's memory open early in training.
+    """
+
+    num_state_tensors = 2
+
+    def __init__(self, channels: int, kernel_size: int = 3, forget_bias: float = 1.0) -> None:
+        super().__init__(channels, kernel_size)
+        self.forget_bias = forget_bias
+        self.conv = nn.Conv2d(2 * channels, 4 * channels, kernel_size, padding=self.padding)
+
+    def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        c, h = self._zeros(x) if state is None else state
+        # (N, 2C, h, w) -> (N, 4C, h, w) -> 4 x (N, C, h, w)
+        i, j, f, o = torch.chunk(self.conv(torch.cat([x, h], dim=1)), 4, dim=1)
+        new_c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * torch.tanh(j)
+        new_h = torch.tanh(new_c) * torch.sigmoid(o)
+        return new_h, (new_c, new_h)
+
+
+class ConvGRUCell(_ConvRecurrentCell):
+    """Convolutional GRU (the ablation's "GRU" row)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3) -> None:
+        super().__init__(channels, kernel_size)
+        self.gates = nn.Conv2d(2 * channels, 2 * channels, kernel_size, padding=self.padding)
+        self.candidate = nn.Conv2d(2 * channels, channels, kernel_size, padding=self.padding)
+
+    def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        (h,) = self._zeros(x) if state is None else state
+        z, r = torch.chunk(torch.sigmoid(self.gates(torch.cat([x, h], dim=1))), 2, dim=1)
+        h_tilde = torch.tanh(self.candidate(torch.cat([x, r * h], dim=1)))
+        new_h = (1 - z) * h + z * h_tilde
+        return new_h, (new_h,)
+
+
+class ConvRNNCell(_ConvRecurrentCell):
+    """Plain convolutional RNN, `h' = tanh(conv(cat(x, h)))` (the ablation's "RNN" row)."""
+
+    def __init__(self, channels: int, kernel_size: int = 3) -> None:
+        super().__init__(channels, kernel_size)
+        self.conv = nn.Conv2d(2 * channels, channels, kernel_size, padding=self.padding)
+
+    def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
+        (h,) = self._zeros(x) if state is None else state
+        new_h = torch.tanh(self.conv(torch.cat([x, h], dim=1)))
+        return new_h, (new_h,)
+
+
+class NoRecurrence(nn.Module):
+    """Identity bottleneck: the released `color` and `gray` models, the ablation's "no R"."""
+
+    def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, None]:
+        return x, None
+
+    def resize_state(self, state: State | None, size: tuple[int, int]) -> None:
+        return None
+
+
+RECURRENCE_TYPES = ("lstm", "gru", "rnn", "none")
+
+
+def build_recurrence(kind: str, channels: int, kernel_size: int) -> nn.Module:
+    """Map the config word (`lstm`, `gru`, `rnn`, `none`) to a cell."""
+    if kind == "lstm":
+        return ConvLSTMCell(channels, kernel_size)
+    if kind == "gru":
+        return ConvGRUCell(channels, kernel_size)
+    if kind == "rnn":
+        return ConvRNNCell(channels, kernel_size)
+    if kind == "none":
+        return NoRecurrence()
+    raise ValueError(f"recurrence must be one of {RECURRENCE_TYPES}, got {kind!r}")
