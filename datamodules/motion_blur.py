@@ -22,29 +22,35 @@ class BlurParams:
     """Ranges the generator draws from, per image.
 
     min_length/max_length: extent of the camera path in pixels; max_rotation_deg: in-plane
-    rotation over the exposure; noise_sigma: maximum std of the additive Gaussian noise (in
+    rotation over the exposure; curvature: how much the path bends (see
+    `camera_trajectory`); noise_sigma: maximum std of the additive Gaussian noise (in
     [0, 1] units), drawn uniformly from [0, noise_sigma].
     """
 
     min_length: float = 5.0
     max_length: float = 15.0
     max_rotation_deg: float = 0.5
+    curvature: float = 0.05
     noise_sigma: float = 0.01
 
 
-def camera_trajectory(rng: np.random.Generator, length: float, samples: int = 64) -> np.ndarray:
+def camera_trajectory(
+    rng: np.random.Generator, length: float, curvature: float = 0.05, samples: int = 64
+) -> np.ndarray:
     """A smooth random camera path with `length` pixels of extent, shape `(samples, 2)` (x, y).
 
-    A random walk on the heading with inertia (as in Boracchi and Foi's shake model) gives
-    curved, occasionally jerky paths rather than straight lines.
+    A random walk on the heading with inertia (after Boracchi and Foi's camera-shake model):
+    `curvature` is the std of the heading's change per sample, in radians. The default gives
+    gently curved strokes, as a hand-held camera makes in the ~50 ms of a GOPRO frame; values
+    near 0.25 give the loopy paths of long-exposure shake, which are much harder to invert.
     """
     heading = rng.uniform(0.0, 2.0 * np.pi)
     turn = 0.0
     steps = np.zeros((samples, 2))
     for k in range(1, samples):
-        turn = 0.7 * turn + rng.normal(0.0, 0.25)
-        if rng.random() < 0.05:  # an occasional jerk of the hand
-            turn += rng.normal(0.0, 1.0)
+        turn = 0.7 * turn + rng.normal(0.0, curvature)
+        if rng.random() < 0.02:  # an occasional jerk of the hand
+            turn += rng.normal(0.0, 4 * curvature)
         heading += turn
         steps[k] = steps[k - 1] + (np.cos(heading), np.sin(heading))
     steps -= steps.mean(axis=0)
@@ -58,7 +64,7 @@ def blur_image(sharp: np.ndarray, rng: np.random.Generator, params: BlurParams =
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {sharp.shape} {sharp.dtype}")
     h, w = sharp.shape[:2]
     length = rng.uniform(params.min_length, params.max_length)
-    path = camera_trajectory(rng, length)
+    path = camera_trajectory(rng, length, params.curvature)
     # Enough frames that consecutive ones are under half a pixel apart: no ghosting.
     frames = int(np.clip(np.ceil(2 * length), 7, len(path)))
     idx = np.linspace(0, len(path) - 1, frames)

@@ -22,8 +22,7 @@ from datamodules.motion_blur import BlurParams, blur_image
 # Bundled with the scikit-image wheel (checked to load offline). Grey ones become RGB.
 TRAIN_IMAGES = (
     "astronaut", "rocket", "motorcycle_left", "motorcycle_right", "hubble_deep_field",
-    "immunohistochemistry", "retina", "coins", "moon", "brick", "grass", "gravel", "page",
-    "text",
+    "immunohistochemistry", "retina", "coins", "moon", "brick", "grass", "gravel", "cell",
 )
 TEST_IMAGES = ("chelsea", "coffee", "camera")
 _MANIFEST = "synthetic_manifest.json"
@@ -52,6 +51,20 @@ def load_bundled_image(name: str, max_side: int) -> np.ndarray:
     return image
 
 
+def random_view(
+    image: np.ndarray, rng: np.random.Generator, min_scale: float = 0.5, min_side: int = 256
+) -> np.ndarray:
+    """The image downscaled by a random factor in [min_scale, 1] (never below `min_side`
+    pixels, so 256x256 crops still fit), flipped and rotated by k*90 degrees."""
+    h, w = image.shape[:2]
+    scale = rng.uniform(min(1.0, max(min_scale, min_side / min(h, w))), 1.0)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    view = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1.0 else image
+    if rng.random() < 0.5:
+        view = view[:, ::-1]
+    return np.ascontiguousarray(np.rot90(view, k=int(rng.integers(4))))
+
+
 def _write_png(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
@@ -63,7 +76,7 @@ def build_synthetic_dataset(
     train_images: Sequence[str] = TRAIN_IMAGES,
     test_images: Sequence[str] = TEST_IMAGES,
     train_frames: int = 8,
-    test_frames: int = 1,
+    test_frames: int = 2,
     max_side: int = 512,
     blur: BlurParams = BlurParams(),
     seed: int = 0,
@@ -102,8 +115,11 @@ def build_synthetic_dataset(
     rng = np.random.default_rng(seed)
     for split, names, frames in (("train", train_images, train_frames), ("test", test_images, test_frames)):
         for name in names:
-            sharp = load_bundled_image(name, max_side)
+            photo = load_bundled_image(name, max_side)
             for frame in range(frames):
+                # Training frames show the photo at another scale and orientation each, so a
+                # handful of photos give many different textures; test frames are the photo as is.
+                sharp = random_view(photo, rng) if split == "train" else photo
                 blurry = blur_image(sharp, rng, blur)
                 _write_png(root / split / name / "sharp" / f"{frame:06d}.png", sharp)
                 _write_png(root / split / name / "blur" / f"{frame:06d}.png", blurry)
@@ -117,19 +133,31 @@ class SyntheticDataModule(GoProDataModule):
     def __init__(
         self,
         data_dir: str | Path,
+        train_images: Sequence[str] = TRAIN_IMAGES,
+        test_images: Sequence[str] = TEST_IMAGES,
         train_frames: int = 8,
+        test_frames: int = 2,
         max_side: int = 512,
         min_blur_length: float = 5.0,
         max_blur_length: float = 15.0,
+        blur_curvature: float = 0.05,
         noise_sigma: float = 0.01,
         seed: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
         self.generator_kwargs = {
+            "train_images": list(train_images),
+            "test_images": list(test_images),
             "train_frames": train_frames,
+            "test_frames": test_frames,
             "max_side": max_side,
-            "blur": BlurParams(min_length=min_blur_length, max_length=max_blur_length, noise_sigma=noise_sigma),
+            "blur": BlurParams(
+                min_length=min_blur_length,
+                max_length=max_blur_length,
+                curvature=blur_curvature,
+                noise_sigma=noise_sigma,
+            ),
             "seed": seed,
         }
 

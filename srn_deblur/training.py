@@ -7,7 +7,6 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
@@ -37,11 +36,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test", False):
-        if cfg.get("train", True):
-            callback = trainer.checkpoint_callback
-            ckpt = (callback.best_model_path if callback else "") or None
-        else:
-            ckpt = cfg.get("ckpt_path")
+        ckpt = _checkpoint_to_test(cfg, trainer)
         if ckpt is None:
             log.warning("no checkpoint to test: testing the model's current weights")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
@@ -49,7 +44,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.is_global_zero:
             Console().print(results_table(metrics, "test"))
             if ckpt:
-                Console().print(f"checkpoint: {ckpt}")
-    torch.cuda.empty_cache()
+                Console().print(f"tested checkpoint: {ckpt}")
     return metrics
 
+
+def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
+    """`test_ckpt: best` (highest val PSNR) or `last` after training; `ckpt_path` otherwise."""
+    if not cfg.get("train", True):
+        return cfg.get("ckpt_path")
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    choice = cfg.get("test_ckpt", "best")
+    if choice not in ("best", "last"):
+        raise ValueError(f"test_ckpt must be 'best' or 'last', got {choice!r}")
+    path = callback.best_model_path if choice == "best" else callback.last_model_path
+    return path or None

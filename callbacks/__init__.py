@@ -1,0 +1,1 @@
+"""Lightning callbacks specific to deblurring (image grids); generic ones come from Lightning."""

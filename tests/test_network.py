@@ -1,0 +1,149 @@
+"""The network matches the spec's layer table and behaves as the paper's Eq. (1)-(2)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from srn_deblur.network import SRNDeblurNet
+from srn_deblur.recurrence import ConvLSTMCell
+
+
+def _conv(cin: int, cout: int, k: int) -> int:
+    return cin * cout * k * k + cout
+
+
+def params_from_layer_table(channels: int, lstm: bool) -> int:
+    """Trainable parameters counted from SRN_SPEC.md's layer table, independently of the code."""
+    res = lambda c: 3 * 2 * _conv(c, c, 5)  # 3 ResBlocks of two 5x5 convs  # noqa: E731
+    total = _conv(2 * channels, 32, 5) + res(32)  # InBlock
+    total += _conv(32, 64, 5) + res(64)  # EBlock1
+    total += _conv(64, 128, 5) + res(128)  # EBlock2
+    total += _conv(128 + 128, 4 * 128, 3) if lstm else 0  # ConvLSTM
+    total += res(128) + _conv(128, 64, 4)  # DBlock1
+    total += res(64) + _conv(64, 32, 4)  # DBlock2
+    total += res(32) + _conv(32, channels, 5)  # OutBlock
+    return total
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "channels", "lstm", "published"),
+    [
+        ({"channels": 1, "recurrence": "lstm"}, 1, True, 8_056_609),
+        ({"channels": 3, "recurrence": "none"}, 3, False, 6_881_251),
+        ({"channels": 1, "recurrence": "none"}, 1, False, 6_876_449),
+    ],
+)
+def test_parameter_count_matches_layer_table(kwargs, channels, lstm, published):
+    net = SRNDeblurNet(**kwargs)
+    counted = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert params_from_layer_table(channels, lstm) == published
+    assert counted == published
+
+
+@pytest.mark.parametrize("size", [(37, 53), (16, 16), (1, 5), (61, 30)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_output_shapes_for_odd_sizes(size, channels):
+    net = SRNDeblurNet(channels=channels, widths=(4, 8, 8), num_res_blocks=1)
+    x = torch.rand(2, channels, *size)
+    outs = net(x)
+    assert len(outs) == 3
+    assert outs[-1].shape == x.shape
+    h, w = size
+    assert outs[0].shape[-2:] == (round(h / 4), round(w / 4))
+    assert outs[1].shape[-2:] == (round(h / 2), round(w / 2))
+
+
+def test_grey_network_runs_rgb_channels_as_separate_samples():
+    net = SRNDeblurNet(channels=1, widths=(4, 8, 8), num_res_blocks=1).eval()
+    rgb = torch.rand(2, 3, 20, 24)
+    out = net(rgb)[-1]
+    assert out.shape == rgb.shape
+    green_alone = net(rgb[:, 1:2])[-1]
+    torch.testing.assert_close(out[:, 1:2], green_alone, atol=1e-5, rtol=1e-5)
+
+
+def test_wrong_channel_count_is_rejected_with_a_clear_message():
+    net = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1)
+    with pytest.raises(ValueError, match="3-channel images but got 2 channels"):
+        net(torch.rand(1, 2, 16, 16))
+
+
+def test_scales_share_weights():
+    shared = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1)
+    cascade = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1, shared_weights=False)
+    assert len(shared.nets) == 1 and len(cascade.nets) == 3
+    n_shared = sum(p.numel() for p in shared.parameters())
+    assert sum(p.numel() for p in cascade.parameters()) == 3 * n_shared
+    # Every scale's estimate depends on the one shared set of weights: a loss on the coarsest
+    # estimate alone and one on the finest alone both reach the same InBlock conv.
+    x = torch.rand(1, 3, 32, 32)
+    for index in (0, 2):
+        shared.zero_grad()
+        shared(x)[index].sum().backward()
+        assert shared.nets[0].in_block.conv.weight.grad.abs().sum() > 0
+    # Without sharing, the coarsest loss reaches only the first (coarsest) network.
+    cascade(x)[0].sum().backward()
+    assert cascade.nets[0].in_block.conv.weight.grad.abs().sum() > 0
+    assert cascade.nets[2].in_block.conv.weight.grad is None
+
+
+def test_previous_estimate_carries_no_gradient():
+    """The upsampled coarse estimate is an input (stop_gradient): the finest loss reaches the
+    coarse scale only through the recurrent state, never through the image path."""
+    net = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1, recurrence="none", shared_weights=False)
+    net(torch.rand(1, 3, 32, 32))[-1].sum().backward()
+    assert net.nets[0].in_block.conv.weight.grad is None
+    assert net.nets[2].in_block.conv.weight.grad is not None
+
+
+def test_recurrent_state_flows_between_scales():
+    net = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1, recurrence="lstm", shared_weights=False)
+    net(torch.rand(1, 3, 32, 32))[-1].sum().backward()
+    assert net.nets[0].in_block.conv.weight.grad.abs().sum() > 0
+
+
+def test_conv_lstm_matches_release_equations():
+    torch.manual_seed(0)
+    cell = ConvLSTMCell(channels=2, kernel_size=3, forget_bias=1.0)
+    x, c, h = torch.randn(3, 1, 2, 5, 5)
+    new_h, (new_c, new_h2) = cell(x, (c, h))
+    gates = cell.conv(torch.cat([x, h], 1))
+    i, j, f, o = gates[:, 0:2], gates[:, 2:4], gates[:, 4:6], gates[:, 6:8]
+    expected_c = c * torch.sigmoid(f + 1.0) + torch.sigmoid(i) * torch.tanh(j)
+    torch.testing.assert_close(new_c, expected_c)
+    torch.testing.assert_close(new_h, torch.tanh(expected_c) * torch.sigmoid(o))
+    assert new_h2 is new_h
+
+
+@pytest.mark.parametrize("recurrence", ["lstm", "gru", "rnn", "none"])
+def test_every_recurrence_and_variant_knob_builds_and_runs(recurrence):
+    net = SRNDeblurNet(
+        channels=3, num_scales=2, widths=(4, 8, 12), num_res_blocks=2, kernel_size=3,
+        deconv_kernel_size=5, recurrence=recurrence, recurrent_kernel_size=5, residual=True,
+    )
+    out = net(torch.rand(1, 3, 30, 22))
+    assert len(out) == 2 and out[-1].shape == (1, 3, 30, 22)
+
+
+def test_initialisation_is_xavier_uniform_with_zero_bias():
+    net = SRNDeblurNet(channels=3)
+    conv = net.nets[0].eblock2.conv  # 64 -> 128, 5x5
+    bound = (6.0 / (64 * 25 + 128 * 25)) ** 0.5
+    assert conv.weight.abs().max() <= bound
+    assert conv.weight.abs().max() > 0.9 * bound
+    assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_residual_output_of_untrained_zero_net_is_the_input():
+    net = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1, residual=True)
+    for p in net.parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(net(x)[-1], x)
+
+
+@pytest.mark.parametrize("bad", [{"channels": 2}, {"recurrence": "lsmt"}, {"widths": (8, 8)}, {"scale_factor": 1.5}])
+def test_bad_constructor_values_are_named(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        SRNDeblurNet(**bad)
