@@ -1,13 +1,22 @@
-"""Finding (blurry, sharp) pairs in the GOPRO folder layout, with errors that say what to fix.
+"""Finding (blurry, sharp) pairs, with errors that say what to fix.
+
+The GOPRO folder layout, or a list file of `sharp_path blur_path` lines as the release ships:
 
     <root>/<split>/<sequence>/<blur_dir>/<frame>.png   (blur_dir: blur or blur_gamma)
     <root>/<split>/<sequence>/sharp/<frame>.png
+
+A pair's sequence is the video it was cut from; splits for validation keep sequences whole.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -18,6 +27,8 @@ class DatasetLayoutError(ValueError):
 
 @dataclass(frozen=True)
 class ImagePair:
+    """A blurry image, its sharp twin, and the sequence (video or scene) they belong to."""
+
     blurry: Path
     sharp: Path
     sequence: str
@@ -65,3 +76,160 @@ def find_gopro_pairs(root: str | Path, split: str, blur_dir: str = "blur") -> li
             " matching <sequence>/sharp/*.png files"
         )
     return pairs
+
+
+def read_pair_list(list_file: str | Path, root: str | Path | None = None) -> list[ImagePair]:
+    """Pairs from a list file of `sharp_path blur_path` lines, the release's `datalist_gopro.txt`.
+
+    Relative paths are resolved against `root` (default: the list file's folder); the release
+    writes them relative to the training folder (`GOPR0372_07_00/sharp/000047.png ...`).
+    Blank lines and lines starting with `#` are skipped. The sequence of a pair is the folder
+    above its `sharp/` folder. Raises `DatasetLayoutError` naming the file and line of a
+    malformed entry or a missing image.
+    """
+    list_file = Path(list_file).expanduser()
+    if not list_file.is_file():
+        raise DatasetLayoutError(
+            f"pair list {list_file} does not exist; set data.train_list / data.test_list to a file"
+            " of 'sharp_path blur_path' lines, or to null to scan the folders"
+        )
+    base = Path(root).expanduser() if root is not None else list_file.parent
+    pairs: list[ImagePair] = []
+    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 2:
+            raise DatasetLayoutError(
+                f"{list_file}:{number}: expected 'sharp_path blur_path', got {line.strip()!r}"
+                " (paths with spaces are not supported)"
+            )
+        sharp, blurry = (base / f for f in fields)
+        for path in (sharp, blurry):
+            if not path.is_file():
+                raise DatasetLayoutError(
+                    f"{list_file}:{number}: image {path} does not exist; fix the line or set the"
+                    f" folder the list's paths are relative to (now {base})"
+                )
+        pairs.append(ImagePair(blurry, sharp, sharp.parent.parent.name or sharp.parent.name))
+    if not pairs:
+        raise DatasetLayoutError(f"pair list {list_file} holds no 'sharp_path blur_path' lines")
+    return pairs
+
+
+def count_sequences(pairs: Sequence[ImagePair]) -> dict[str, int]:
+    """Pairs per sequence, in order of first appearance."""
+    return dict(Counter(p.sequence for p in pairs))
+
+
+def describe(pairs: Sequence[ImagePair]) -> str:
+    """`'2103 pairs in 22 sequences'`, for logs."""
+    n_seq = len(count_sequences(pairs))
+    return f"{len(pairs)} pairs in {n_seq} sequence{'s' if n_seq != 1 else ''}"
+
+
+def split_by_sequence(
+    pairs: Sequence[ImagePair], val_sequences: int | float | Sequence[str], seed: int = 0
+) -> tuple[list[ImagePair], list[ImagePair]]:
+    """Hold whole sequences out for validation, so no frame of one leaks into the other side.
+
+    Consecutive frames of a sequence are near-duplicates: a frame-wise split would let the
+    network be validated on frames it has almost seen.
+
+    Args:
+        val_sequences: a list of sequence names; an int, that many sequences; a float in
+            (0, 1), that fraction of the sequences (at least one). Counted choices are drawn
+            with `seed`, so a run is reproducible.
+
+    Returns: (train pairs, validation pairs), each in the original order.
+    """
+    names = list(count_sequences(pairs))
+    if isinstance(val_sequences, str):
+        val_sequences = [val_sequences]
+    if isinstance(val_sequences, (int, float)) and not isinstance(val_sequences, bool):
+        if isinstance(val_sequences, float):
+            if not 0.0 < val_sequences < 1.0:
+                raise ValueError(f"a fraction of sequences must be in (0, 1), got {val_sequences}")
+            count = max(1, round(val_sequences * len(names)))
+        else:
+            count = val_sequences
+        if not 0 < count < len(names):
+            raise DatasetLayoutError(
+                f"cannot hold out {count} of {len(names)} sequences for validation: at least one"
+                " must stay on each side; lower data.val_sequences"
+            )
+        order = np.random.default_rng(seed).permutation(len(names))
+        held_out = {names[i] for i in order[:count]}
+    else:
+        held_out = set(val_sequences)
+        unknown = sorted(held_out - set(names))
+        if unknown:
+            raise DatasetLayoutError(
+                f"validation sequences {unknown} are not among the training sequences"
+                f" ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+            )
+        if not held_out or held_out == set(names):
+            raise DatasetLayoutError("data.val_sequences must name some, but not all, training sequences")
+    train = [p for p in pairs if p.sequence not in held_out]
+    val = [p for p in pairs if p.sequence in held_out]
+    return train, val
+
+
+def find_folder_pairs(
+    root: str | Path,
+    sharp_dir: str = "sharp",
+    blurred_dir: str = "blurred",
+    name_pattern: str | None = r"(.+?)(?:_[SMF])?",
+) -> list[ImagePair]:
+    """Pairs of `root/blurred_dir/*` and `root/sharp_dir/*` matched by file name, sorted by name.
+
+    `name_pattern` is a regular expression whose first group, matched against the whole file
+    stem, is the key two files are paired by; `None` pairs by the stem itself. The default also
+    drops the `_S`/`_M`/`_F` type tag of the mobile-photo blur dataset
+    (`0_IPHONE-SE_S.JPG` pairs with `0_IPHONE-SE_M.JPG`). Each pair is its own sequence.
+    """
+    root = Path(root).expanduser()
+    folders = {}
+    for name in (sharp_dir, blurred_dir):
+        folder = root / name
+        if not folder.is_dir():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            raise DatasetLayoutError(
+                f"folder {folder} does not exist (found: {', '.join(present) or 'nothing'}); set"
+                " data.data_dir to the folder holding the sharp and blurred folders, and"
+                " data.sharp_dir / data.blurred_dir to their names"
+            )
+        folders[name] = _keyed_images(folder, name_pattern)
+    sharp_by_key = folders[sharp_dir]
+    pairs = []
+    for key, blurry in sorted(folders[blurred_dir].items()):
+        sharp = sharp_by_key.get(key)
+        if sharp is None:
+            raise DatasetLayoutError(
+                f"blurred image {blurry} has no sharp twin in {root / sharp_dir} (looked for the"
+                f" name key {key!r}); add it, remove the blurred image, or change data.name_pattern"
+            )
+        pairs.append(ImagePair(blurry, sharp, key))
+    if not pairs:
+        raise DatasetLayoutError(f"no images found in {root / blurred_dir}")
+    return pairs
+
+
+def _keyed_images(folder: Path, name_pattern: str | None) -> dict[str, Path]:
+    pattern = re.compile(name_pattern) if name_pattern else None
+    keyed: dict[str, Path] = {}
+    for path in _images(folder):
+        match = pattern.fullmatch(path.stem) if pattern else None
+        if pattern and (match is None or not match.groups()):
+            raise DatasetLayoutError(
+                f"file name {path.name} does not match data.name_pattern {name_pattern!r} (its first"
+                " group must capture the part both images of a pair share)"
+            )
+        key = match.group(1) if match else path.stem
+        if key in keyed:
+            raise DatasetLayoutError(
+                f"{keyed[key].name} and {path.name} in {folder} share the name key {key!r}; set"
+                " data.name_pattern so that every image of a folder has its own key"
+            )
+        keyed[key] = path
+    return keyed

@@ -1,6 +1,7 @@
-"""A synthetic motion-blur dataset built from sharp photos that ship with scikit-image.
+"""A synthetic motion-blur dataset built from sharp photos that ship with scikit-image and
+scikit-learn.
 
-No download is needed: the images live inside the scikit-image wheel. Each photo becomes
+No download is needed: the images live inside the two wheels. Each photo becomes
 one "sequence" of the GOPRO layout; every frame of it is the photo blurred along its own
 random camera path. Test photos are never used for training.
 """
@@ -19,26 +20,36 @@ import numpy as np
 from datamodules.gopro import GoProDataModule
 from datamodules.motion_blur import BlurParams, blur_image
 
-# Bundled with the scikit-image wheel (checked to load offline). Grey ones become RGB.
+# Bundled with the scikit-image wheel, and scikit-learn's two sample photos (all checked to
+# load offline). Grey ones become RGB. Natural photos first: the test photos are natural too.
 TRAIN_IMAGES = (
-    "astronaut", "rocket", "motorcycle_left", "motorcycle_right", "hubble_deep_field",
-    "immunohistochemistry", "retina", "coins", "moon", "brick", "grass", "gravel", "cell",
+    "astronaut", "rocket", "motorcycle_left", "motorcycle_right", "china", "flower", "coins",
+    "moon", "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass", "gravel",
+    "cell",
 )
+_SKLEARN_IMAGES = {"china": "china.jpg", "flower": "flower.jpg"}
 TEST_IMAGES = ("chelsea", "coffee", "camera")
 _MANIFEST = "synthetic_manifest.json"
 
 
 def load_bundled_image(name: str, max_side: int) -> np.ndarray:
-    """A scikit-image sample photo as `(H, W, 3)` uint8 RGB, its long side at most `max_side`."""
+    """A bundled sample photo as `(H, W, 3)` uint8 RGB, its long side at most `max_side`."""
     import skimage.data
 
-    if name in ("motorcycle_left", "motorcycle_right"):
+    if name in _SKLEARN_IMAGES:
+        from sklearn.datasets import load_sample_image
+
+        image = load_sample_image(_SKLEARN_IMAGES[name])
+    elif name in ("motorcycle_left", "motorcycle_right"):
         left, right, _ = skimage.data.stereo_motorcycle()
         image = left if name == "motorcycle_left" else right
     else:
         loader = getattr(skimage.data, name, None)
         if loader is None:
-            raise ValueError(f"scikit-image has no bundled sample image named {name!r}")
+            raise ValueError(
+                f"no bundled sample image named {name!r}: use a scikit-image sample name (e.g."
+                f" 'astronaut') or one of {sorted(_SKLEARN_IMAGES)}"
+            )
         image = loader()
     image = np.asarray(image)
     if image.ndim == 2:

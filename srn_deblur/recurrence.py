@@ -37,8 +37,13 @@ class _ConvRecurrentCell(nn.Module):
         self.channels = channels
         self.padding = kernel_size // 2
 
-    def _zeros(self, x: Tensor) -> State:
-        return tuple(torch.zeros_like(x) for _ in range(self.num_state_tensors))
+    def _zeros(self, x: Tensor, dtype: torch.dtype | None = None) -> State:
+        return tuple(torch.zeros_like(x, dtype=dtype) for _ in range(self.num_state_tensors))
+
+    @staticmethod
+    def _state_dtype(x: Tensor) -> torch.dtype:
+        """At least float32: under bf16 autocast the memory stays in float32 across scales."""
+        return torch.promote_types(x.dtype, torch.float32)
 
     def resize_state(self, state: State | None, size: tuple[int, int]) -> State | None:
         if state is None:
@@ -61,12 +66,15 @@ class ConvLSTMCell(_ConvRecurrentCell):
         self.conv = nn.Conv2d(2 * channels, 4 * channels, kernel_size, padding=self.padding)
 
     def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, State]:
-        c, h = self._zeros(x) if state is None else state
-        # (N, 2C, h, w) -> (N, 4C, h, w) -> 4 x (N, C, h, w)
-        i, j, f, o = torch.chunk(self.conv(torch.cat([x, h], dim=1)), 4, dim=1)
+        c, h = self._zeros(x, self._state_dtype(x)) if state is None else state
+        # (N, 2C, h, w) -> (N, 4C, h, w) -> 4 x (N, C, h, w). The conv runs in x's dtype (bf16
+        # under autocast); the gate arithmetic and the state (c, h) stay in float32, so the
+        # rounding of a bf16 cell does not pile up from scale to scale.
+        gates = self.conv(torch.cat([x, h.to(x.dtype)], dim=1)).to(self._state_dtype(x))
+        i, j, f, o = torch.chunk(gates, 4, dim=1)
         new_c = c * torch.sigmoid(f + self.forget_bias) + torch.sigmoid(i) * torch.tanh(j)
         new_h = torch.tanh(new_c) * torch.sigmoid(o)
-        return new_h, (new_c, new_h)
+        return new_h.to(x.dtype), (new_c, new_h)
 
 
 class ConvGRUCell(_ConvRecurrentCell):

@@ -3,36 +3,70 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from rich.console import Console
 
-from srn_deblur.utils import instantiate_group, print_config, results_table
+from callbacks.rank_seed import RankSeededAugmentation
+from srn_deblur.utils import code_version, instantiate_group, print_config, results_table
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and/or test as `cfg` says; returns the logged metrics (floats)."""
-    if cfg.get("seed") is not None:
-        pl.seed_everything(cfg.seed, workers=True)
-    if cfg.get("print_config", True):
-        print_config(cfg)
+    """Fit and/or test as `cfg` says; returns the logged metrics (floats).
 
-    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
-    model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
+    `data.batch_size` is the global batch: each of the trainer's processes loads
+    `batch_size / world_size` crops, so a run means the same thing on 1 or 8 devices.
+    """
+    if cfg.get("seed") is not None:
+        # One seed on every rank: identical initial weights and the same sampler shuffle
+        # (DistributedSampler splits one permutation); crops are decorrelated per rank below.
+        pl.seed_everything(cfg.seed, workers=True)
+    # Hydra's own node (present when a test composes with it) is not the run's config, and its
+    # sweep fields only resolve inside a multirun; Hydra saves it to .hydra/ anyway.
+    run_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    if cfg.get("print_config", True):
+        print_config(run_config)
+
     callbacks = instantiate_group(cfg.get("callbacks"))
+    if cfg.get("seed") is not None:
+        callbacks.append(RankSeededAugmentation(cfg.seed))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    check_launch(trainer, multirun=HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN)
 
+    datamodule: pl.LightningDataModule = _instantiate_datamodule(cfg.data, trainer.world_size)
+    model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
+
+    hyperparams = {**OmegaConf.to_container(run_config, resolve=True), "code": code_version()}
     for lg in loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        lg.log_hyperparams(hyperparams)
 
+    try:
+        metrics = _fit_and_test(cfg, trainer, model, datamodule)
+    except BaseException:
+        _finish_wandb(loggers, exit_code=1)
+        raise
+    _finish_wandb(loggers, exit_code=0)
+    return metrics
+
+
+def _fit_and_test(
+    cfg: DictConfig, trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule
+) -> dict[str, float]:
     if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg, trainer))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test", False):
@@ -46,6 +80,115 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if ckpt:
                 Console().print(f"tested checkpoint: {ckpt}")
     return metrics
+
+
+def _finish_wandb(loggers: list, exit_code: int) -> None:
+    """Close this job's wandb run. In a sweep the jobs share one process, and WandbLogger would
+    otherwise log every later trial into the first trial's still-open run."""
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=exit_code)
+
+
+def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
+    """The batch each process loads so that all processes together step on `global_batch_size`.
+
+    The LR schedule needs no change: Lightning's `estimated_stepping_batches` already counts
+    optimizer steps of the sharded loader, which equal a single process's steps at the global batch.
+    """
+    if world_size < 1 or global_batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={global_batch_size} is the global batch and must divide evenly over the"
+            f" {world_size} training processes (trainer.devices x trainer.num_nodes); pick a multiple"
+            f" of {world_size}"
+        )
+    return global_batch_size // world_size
+
+
+def _instantiate_datamodule(cfg: DictConfig, world_size: int) -> pl.LightningDataModule:
+    if "batch_size" not in cfg:
+        return hydra.utils.instantiate(cfg)
+    per_device = per_device_batch_size(cfg.batch_size, world_size)
+    if world_size > 1:
+        log.info(f"global batch {cfg.batch_size} = {world_size} processes x {per_device}")
+    return hydra.utils.instantiate(cfg, batch_size=per_device)
+
+
+def check_launch(trainer: pl.Trainer, multirun: bool) -> None:
+    """Refuse the one combination that silently misbehaves: Lightning relaunching `train.py` for
+    its other ranks inside a Hydra multirun (each relaunched rank would start a sweep of its own).
+    Under SLURM the ranks are srun's tasks and nothing is relaunched, so sweeps are fine there."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    relaunches_script = (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and trainer.num_devices > 1
+        and not (environment is not None and environment.creates_processes_externally)
+    )
+    if multirun and relaunches_script:
+        raise ValueError(
+            f"trainer.strategy={trainer.strategy.__class__.__name__} on {trainer.world_size} devices"
+            " relaunches train.py once per device, which a Hydra multirun (-m) cannot do. Sweep over"
+            " multi-device runs with hydra/launcher=submitit_slurm (SLURM starts the ranks), or start"
+            " each setting as its own single run"
+        )
+
+
+def resume_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
+    """The checkpoint `trainer.fit` starts from.
+
+    `resume: auto` continues the run in this output folder from its most advanced `last*.ckpt`
+    (the epoch-end one of `model_checkpoint` or the mid-epoch one of `step_checkpoint`), so a
+    killed or requeued run started again with the same command loses at most the steps since
+    that save. With nothing saved yet it falls back to `ckpt_path` (or a fresh start).
+    """
+    mode = cfg.get("resume")
+    if mode in (None, False):
+        return cfg.get("ckpt_path")
+    if mode != "auto":
+        raise ValueError(f"resume must be 'auto' or null, got {mode!r}")
+    last = latest_checkpoint(trainer)
+    if last is None:
+        start = cfg.get("ckpt_path") or "scratch"
+        log.info(f"resume=auto: no checkpoint saved in this run folder yet; starting from {start}")
+        return cfg.get("ckpt_path")
+    path, step = last
+    log.info(f"resume=auto: continuing from {path} (step {step})")
+    return str(path)
+
+
+def latest_checkpoint(trainer: pl.Trainer) -> tuple[Path, int] | None:
+    """The `last*.ckpt` with the highest global step among the trainer's checkpoint folders.
+
+    Checkpoints are read memory-mapped and weights-only, so this costs milliseconds even for
+    large files; an unreadable one is skipped with a warning naming it, and only unreadable
+    ones stop the run rather than let a fresh start overwrite them.
+    """
+    found: list[tuple[int, float, Path]] = []
+    unreadable: list[str] = []
+    for callback in trainer.checkpoint_callbacks:
+        if not isinstance(callback, ModelCheckpoint) or not callback.save_last or callback.dirpath is None:
+            continue
+        for path in Path(callback.dirpath).glob(f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*.ckpt"):
+            try:
+                step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+            except Exception as error:  # e.g. cut short by a crash on a filesystem without atomic renames
+                log.warning(f"resume=auto: skipping unreadable checkpoint {path}: {error}")
+                unreadable.append(str(path))
+                continue
+            found.append((step, path.stat().st_mtime, path))
+    if not found and unreadable:
+        # Starting afresh here would overwrite them: stop and let a person decide.
+        raise RuntimeError(
+            f"resume=auto found only unreadable checkpoints {unreadable}; move them out of the way to"
+            " start this run afresh, or set ckpt_path to a good checkpoint"
+        )
+    if not found:
+        return None
+    step, _, path = max(found)
+    return path, step
 
 
 def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:

@@ -1,0 +1,161 @@
+"""The Flask app: the page, the synchronous API, the job API (for progress) and health.
+
+Endpoints (all errors are JSON `{"error": "..."}` with a 4xx/5xx status):
+
+    GET  /                       the page
+    GET  /api/health             the loaded model, device, tiling, limits and queue
+    POST /api/deblur             form field `image` -> the sharp PNG (waits for the result)
+    POST /api/jobs               form field `image` -> 202 + job JSON (poll it for progress)
+    GET  /api/jobs/<id>          the job's status and progress
+    GET  /api/jobs/<id>/result   the sharp PNG once the job is done
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request, url_for
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from srn_deblur.webapp.service import DONE, FAILED, Job, ModelService, QueueFullError
+from srn_deblur.webapp.uploads import ACCEPTED_FORMATS, Photo, UploadError, decode_upload, too_large_message
+
+# The form field that carries the photo, in the page and in the API.
+FIELD = "image"
+# Multipart framing around the file: boundaries, headers, the file name.
+_MULTIPART_SLACK = 64 * 1024
+
+
+def request_body_limit(max_upload_bytes: int) -> int:
+    """The largest request body worth reading for an upload of at most `max_upload_bytes`."""
+    return max_upload_bytes + _MULTIPART_SLACK
+
+
+def create_app(
+    service: ModelService, max_upload_bytes: int = 50_000_000, max_pixels: int = 40_000_000
+) -> Flask:
+    """Build the app around an already loaded `service` (tests pass a tiny one).
+
+    Args:
+        service: the model service that runs every photo.
+        max_upload_bytes: largest accepted file (413 above it).
+        max_pixels: largest accepted width x height (413 above it), checked before decoding.
+    """
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = request_body_limit(max_upload_bytes)
+    limits = {
+        "max_upload_bytes": max_upload_bytes,
+        "max_pixels": max_pixels,
+        "formats": sorted(ACCEPTED_FORMATS.values()),
+    }
+
+    def read_photo() -> Photo:
+        if not request.mimetype.startswith("multipart/form-data"):
+            raise UploadError(
+                f"send the photo as multipart/form-data in the field '{FIELD}' (curl -F {FIELD}=@photo.jpg),"
+                f" not as {request.mimetype or 'a body without a content type'}"
+            )
+        upload = request.files.get(FIELD)
+        if upload is None:
+            sent = ", ".join(repr(s) for s in sorted({*request.files, *request.form})) or "no fields"
+            raise UploadError(
+                f"no file in the form field '{FIELD}'; the request had {sent}:"
+                f" send the photo as {FIELD}=@photo.jpg"
+            )
+        data = upload.stream.read(max_upload_bytes + 1)
+        return decode_upload(data, upload.filename or "", max_upload_bytes, max_pixels)
+
+    def job_json(job: Job) -> dict[str, Any]:
+        return {
+            "id": job.id,
+            "status": job.status,
+            "progress": round(job.progress, 4),
+            "passes_done": job.tiles_done,
+            "passes_total": job.tiles_total,
+            "queue_position": service.queue_position(job),
+            "width": job.width,
+            "height": job.height,
+            "seconds": job.seconds,
+            "error": job.error,
+            "download_name": job.download_name,
+            "status_url": url_for("job_status", job_id=job.id),
+            "result_url": url_for("job_result", job_id=job.id),
+        }
+
+    def png_response(job: Job) -> Response:
+        response = Response(job.result, mimetype="image/png")
+        response.headers["Content-Disposition"] = f'attachment; filename="{job.download_name}"'
+        response.headers["X-Deblur-Seconds"] = f"{job.seconds:.3f}"
+        response.headers["X-Deblur-Passes"] = str(job.tiles_total)
+        return response
+
+    def find_job(job_id: str) -> Job:
+        job = service.get(job_id)
+        if job is None:
+            raise UploadError(
+                f"no job {job_id!r}: it never existed or its result expired; upload the photo again", 404
+            )
+        return job
+
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", limits=limits, model=service.info())
+
+    @app.get("/api/health")
+    def health() -> Response:
+        ok = service.alive
+        body = {"status": "ok" if ok else "worker stopped", "model": service.info(), "limits": limits}
+        return jsonify(body), (200 if ok else 503)
+
+    @app.post("/api/deblur")
+    def deblur_now() -> Response:
+        job = service.submit(read_photo())
+        job.finished.wait()
+        service.forget(job.id)
+        if job.status == FAILED:
+            return jsonify({"error": job.error}), 500
+        return png_response(job)
+
+    @app.post("/api/jobs")
+    def create_job() -> tuple[Response, int, dict[str, str]]:
+        job = service.submit(read_photo())
+        body = job_json(job)
+        return jsonify(body), 202, {"Location": body["status_url"]}
+
+    @app.get("/api/jobs/<job_id>")
+    def job_status(job_id: str) -> Response:
+        return jsonify(job_json(find_job(job_id)))
+
+    @app.get("/api/jobs/<job_id>/result")
+    def job_result(job_id: str) -> Response:
+        job = find_job(job_id)
+        if job.status == FAILED:
+            return jsonify({"error": job.error}), 500
+        if job.status != DONE:
+            poll = url_for("job_status", job_id=job_id)
+            return jsonify({"error": f"job {job_id} is {job.status}, not done yet: poll {poll}"}), 409
+        return png_response(job)
+
+    @app.errorhandler(UploadError)
+    def upload_error(exc: UploadError) -> tuple[Response, int]:
+        return jsonify({"error": str(exc)}), exc.status
+
+    @app.errorhandler(QueueFullError)
+    def queue_full(exc: QueueFullError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify({"error": str(exc)}), 503, {"Retry-After": "30"}
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
+        # Flask refused the body before reading it, so the file name is unknown.
+        return jsonify({"error": too_large_message("", max_upload_bytes)}), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response | tuple[Response, int]:
+        if not request.path.startswith("/api/"):
+            return exc.get_response()
+        return jsonify({"error": f"{exc.name}: {exc.description}"}), exc.code or 500
+
+    return app
+
+
+__all__ = ["FIELD", "create_app", "request_body_limit"]

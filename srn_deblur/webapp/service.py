@@ -1,0 +1,238 @@
+"""The model service: one network loaded once, one worker thread, a bounded queue of jobs.
+
+A deblurring job can take minutes on a CPU and a network's activations can fill a GPU, so
+photos never run concurrently: request threads only decode and enqueue, and a single worker
+runs the network, which makes concurrent requests safe and memory predictable.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datamodules.datasets import to_tensor
+from srn_deblur.inference import deblur, load_network, tile_count
+from srn_deblur.webapp.uploads import Photo, encode_png, to_uint8
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+class QueueFullError(RuntimeError):
+    """Too many photos are waiting; the client should try again later (HTTP 503)."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One photo's way through the service; the worker updates it, request threads read it."""
+
+    photo: Photo | None
+    width: int
+    height: int
+    download_name: str
+    tiles_total: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: str = QUEUED
+    tiles_done: int = 0
+    error: str | None = None
+    result: bytes | None = None
+    seconds: float | None = None
+    finished: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the network's passes done: whole image = 1 pass, else one per tile."""
+        if self.status == DONE:
+            return 1.0
+        return min(self.tiles_done / max(self.tiles_total, 1), 1.0)
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` = the GPU when there is one, else the CPU; anything else is taken literally."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"service.device={device} but this machine has no usable CUDA GPU: use device=auto or cpu"
+        )
+    return resolved
+
+
+class ModelService:
+    """Loads the network from `checkpoint` once and deblurs photos one at a time.
+
+    Args:
+        checkpoint: a `.ckpt` written by `train.py` (it carries the network's config).
+        device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
+        tile_size: side of the tiles used for photos larger than `whole_image_max_pixels`;
+            it bounds the network's activation memory whatever the photo's size.
+        tile_overlap: pixels shared by neighbouring tiles, blended with linear ramps.
+        whole_image_max_pixels: photos up to this many pixels run in one pass (no tiling
+            overhead); 1280x720 fits under the default.
+        max_queue: photos allowed to wait behind the running one before new ones get 503.
+        keep_results: finished jobs whose results stay fetchable (oldest dropped first).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        device: str = "auto",
+        tile_size: int = 512,
+        tile_overlap: int = 64,
+        whole_image_max_pixels: int = 1_048_576,
+        max_queue: int = 8,
+        keep_results: int = 16,
+    ) -> None:
+        if tile_size < 16 or not 0 <= tile_overlap < tile_size:
+            raise ValueError(
+                f"need tile_size >= 16 and 0 <= tile_overlap < tile_size, got {tile_size} and {tile_overlap}"
+            )
+        self.checkpoint = Path(checkpoint)
+        self.device = resolve_device(device)
+        self.net = load_network(self.checkpoint, map_location=self.device)
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.whole_image_max_pixels = whole_image_max_pixels
+        self.max_queue = max_queue
+        self.keep_results = keep_results
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._jobs_lock = threading.Lock()
+        self._worker = threading.Thread(target=self._work, name="srn-deblur-worker", daemon=True)
+        self._worker.start()
+        log.info("loaded %s on %s (%s parameters)", self.checkpoint, self.device, f"{self.parameters:,}")
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive()
+
+    def info(self) -> dict[str, Any]:
+        """What the health endpoint reports: the model, where it runs, how it tiles, the queue."""
+        return {
+            "checkpoint": str(self.checkpoint),
+            "config": dict(getattr(self.net, "config", {})),
+            "parameters": self.parameters,
+            "device": str(self.device),
+            "tile_size": self.tile_size,
+            "tile_overlap": self.tile_overlap,
+            "whole_image_max_pixels": self.whole_image_max_pixels,
+            "queue": {"waiting": self._queue.qsize(), "capacity": self.max_queue},
+            "worker_alive": self.alive,
+        }
+
+    def tile_size_for(self, width: int, height: int) -> int | None:
+        """None (one pass) for photos up to `whole_image_max_pixels`, else `tile_size`."""
+        return None if width * height <= self.whole_image_max_pixels else self.tile_size
+
+    def passes_for(self, width: int, height: int) -> int:
+        """How many network passes `deblur` makes for this size (the progress denominator)."""
+        tile = self.tile_size_for(width, height)
+        if tile is None or (height <= tile and width <= tile):
+            return 1
+        align = self.net.padded_length(1) if hasattr(self.net, "padded_length") else 16
+        return tile_count(height, width, tile, self.tile_overlap, align)
+
+    def submit(self, photo: Photo) -> Job:
+        """Queue a photo; raises `QueueFullError` when `max_queue` photos already wait."""
+        width, height = photo.size
+        job = Job(photo, width, height, photo.download_name, self.passes_for(width, height))
+        with self._jobs_lock:
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                raise QueueFullError(
+                    f"the server is busy: {self.max_queue} photos are already waiting. Try again in a minute."
+                ) from None
+            self._jobs[job.id] = job
+            self._prune()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._jobs_lock:
+            return self._jobs.get(job_id)
+
+    def forget(self, job_id: str) -> None:
+        """Drop a finished job and its result (the synchronous API does so once it has answered)."""
+        with self._jobs_lock:
+            self._jobs.pop(job_id, None)
+
+    def queue_position(self, job: Job) -> int:
+        """How many photos run or wait ahead of `job` (0 once it runs)."""
+        if job.status != QUEUED:
+            return 0
+        with self._jobs_lock:
+            ahead = 0
+            for other in self._jobs.values():
+                if other is job:
+                    break
+                ahead += other.status in (QUEUED, RUNNING)
+        return ahead
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the worker after the jobs already queued."""
+        if self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join(timeout)
+
+    def _prune(self) -> None:
+        finished = [j.id for j in self._jobs.values() if j.finished.is_set()]
+        for job_id in finished[: max(len(finished) - self.keep_results, 0)]:
+            del self._jobs[job_id]
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        job.status = RUNNING
+        started = time.perf_counter()
+
+        def count_pass(*_: object) -> None:
+            job.tiles_done += 1
+
+        hook = self.net.register_forward_hook(count_pass)
+        photo, job.photo = job.photo, None  # the job no longer holds the pixels
+        try:
+            blurry = to_tensor(photo.pixels)[None].to(self.device)  # (1, 3, H, W) in [0, 1]
+            tile = self.tile_size_for(job.width, job.height)
+            sharp = deblur(self.net, blurry, tile_size=tile, tile_overlap=self.tile_overlap)  # (1, 3, H, W)
+            del blurry  # a 12 MP photo is 144 MB as float32: free it before encoding
+            job.result = encode_png(to_uint8(sharp[0]), photo.icc_profile)
+            job.status = DONE
+        except Exception as exc:  # the worker must outlive any one photo, an out-of-memory included
+            log.exception("job %s (%dx%d) failed", job.id, job.width, job.height)
+            out_of_memory = isinstance(exc, torch.OutOfMemoryError)
+            hint = " Lower service.tile_size or use a smaller photo." if out_of_memory else ""
+            job.error = f"deblurring failed: {type(exc).__name__}: {exc}.{hint}"
+            job.status = FAILED
+        finally:
+            hook.remove()
+            job.seconds = time.perf_counter() - started
+            job.finished.set()
+        log.info(
+            "job %s %s: %dx%d, %d passes, %.2f s",
+            job.id,
+            job.status,
+            job.width,
+            job.height,
+            job.tiles_total,
+            job.seconds,
+        )
+
+
+__all__ = ["DONE", "FAILED", "QUEUED", "RUNNING", "Job", "ModelService", "QueueFullError", "resolve_device"]
