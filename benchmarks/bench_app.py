@@ -33,6 +33,8 @@ from rich.console import Console
 from rich.table import Table
 from skimage import data as skdata
 
+from srn_deblur.inference import save_network
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,8 +45,7 @@ def build_checkpoint(model: str, path: Path, seed: int = 0) -> int:
         cfg = compose(config_name="train", overrides=[f"model={model}", "~experiment"])
     torch.manual_seed(seed)
     net = hydra.utils.instantiate(cfg.model.net)
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "net_config": net.config}, path)
+    save_network(net, path)
     return sum(p.numel() for p in net.parameters())
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datamodules.datasets import write_rgb
 from datamodules.gopro import GoProDataModule
 from datamodules.motion_blur import BlurParams, blur_image
 
@@ -76,12 +77,6 @@ def random_view(
     return np.ascontiguousarray(np.rot90(view, k=int(rng.integers(4))))
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}; is the folder writable?")
-
-
 def build_synthetic_dataset(
     root: str | Path,
     train_images: Sequence[str] = TRAIN_IMAGES,
@@ -132,8 +127,8 @@ def build_synthetic_dataset(
                 # handful of photos give many different textures; test frames are the photo as is.
                 sharp = random_view(photo, rng) if split == "train" else photo
                 blurry = blur_image(sharp, rng, blur)
-                _write_png(root / split / name / "sharp" / f"{frame:06d}.png", sharp)
-                _write_png(root / split / name / "blur" / f"{frame:06d}.png", blurry)
+                write_rgb(root / split / name / "sharp" / f"{frame:06d}.png", sharp)
+                write_rgb(root / split / name / "blur" / f"{frame:06d}.png", blurry)
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return root
 

@@ -95,6 +95,15 @@ def load_network(
     return net.to(map_location).eval()
 
 
+def save_network(net: nn.Module, path: str | Path) -> Path:
+    """Save `net` in the layout `train.py` checkpoints use (`net.`-prefixed weights plus
+    `net_config`), so `load_network` reads it; for exports, tests and tools."""
+    path = Path(path)
+    state = {f"net.{k}": v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "net_config": dict(getattr(net, "config", {}))}, path)
+    return path
+
+
 def _ramp(length: int, overlap: int, device: torch.device) -> Tensor:
     """1D blending weights: rising linearly over `overlap` pixels at both ends, never zero."""
     pos = torch.arange(length, device=device, dtype=torch.float32)
@@ -102,14 +111,10 @@ def _ramp(length: int, overlap: int, device: torch.device) -> Tensor:
     return ramp.clamp(1e-3, 1.0)
 
 
-def _starts(length: int, tile: int, stride: int, align: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    starts.append(((length - tile) // align) * align)  # last tile: aligned, may overlap more
-    if starts[-1] + tile < length:  # rounding down left a sliver: one more tile at the end
-        starts.append(length - tile)
-    return sorted(set(starts))
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    """Tile positions, all multiples of `stride` (itself a multiple of the network's size
+    multiple); the last tile may be shorter and stop at the image edge, never shift off-grid."""
+    return list(range(0, max(length - tile, 0) + stride, stride)) if length > tile else [0]
 
 
 @torch.inference_mode()
@@ -122,8 +127,9 @@ def deblur(
 ) -> Tensor:
     """Deblur `(N, C, H, W)` images in [0, 1]; returns the finest estimate clamped to [0, 1].
 
-    Whole-image inference unless `tile_size` is given, or the image has more than
-    `max_pixels` pixels (then 512-pixel tiles). Tiles overlap by `tile_overlap` pixels and
+    When to tile: with `max_pixels` set, only images of more than `max_pixels` pixels are
+    tiled (with `tile_size`, default 512); without it, `tile_size` alone forces tiling and no
+    `tile_size` means whole-image inference. Tiles overlap by `tile_overlap` pixels and
     are blended with linear ramps, so peak memory depends on the tile size, not the photo.
     Tile positions are multiples of the network's size multiple (16 for 3 scales), so each
     tile sees the same coarse-scale sampling grid as the whole image would.
@@ -131,8 +137,8 @@ def deblur(
     if blurry.dim() != 4:
         raise ValueError(f"expected (N, C, H, W) images, got shape {tuple(blurry.shape)}")
     n, c, h, w = blurry.shape
-    if tile_size is None and max_pixels is not None and h * w > max_pixels:
-        tile_size = 512
+    if max_pixels is not None:
+        tile_size = (tile_size or 512) if h * w > max_pixels else None
     if tile_size is None or (h <= tile_size and w <= tile_size):
         return net(blurry)[-1].float().clamp(0.0, 1.0)
 
@@ -151,7 +157,7 @@ def deblur(
             wt = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, ph, pw)
             out[..., top : top + ph, left : left + pw] += result * wt
             weight[..., top : top + ph, left : left + pw] += wt
-    return (out / weight).clamp(0.0, 1.0)
+    return out.div_(weight).clamp_(0.0, 1.0)  # in place: no extra full-size copies
 
 
 def tile_grid(height: int, width: int, tile_size: int, tile_overlap: int = 64, align: int = 16) -> tuple[int, list[int], list[int]]:
@@ -159,7 +165,7 @@ def tile_grid(height: int, width: int, tile_size: int, tile_overlap: int = 64, a
     tile = max(align, (tile_size // align) * align)
     overlap = min((tile_overlap // align) * align, tile - align)
     stride = tile - overlap
-    return tile, _starts(height, tile, stride, align), _starts(width, tile, stride, align)
+    return tile, _starts(height, tile, stride), _starts(width, tile, stride)
 
 
 def tile_count(height: int, width: int, tile_size: int, tile_overlap: int = 64, align: int = 16) -> int:
@@ -168,4 +174,4 @@ def tile_count(height: int, width: int, tile_size: int, tile_overlap: int = 64, 
     return len(tops) * len(lefts)
 
 
-__all__ = ["CheckpointError", "deblur", "load_network", "network_state_dict", "tile_count", "tile_grid"]
+__all__ = ["CheckpointError", "deblur", "load_network", "network_state_dict", "save_network", "tile_count", "tile_grid"]

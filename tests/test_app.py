@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from datamodules.datasets import to_tensor
-from srn_deblur.inference import CheckpointError, deblur, tile_count
+from srn_deblur.inference import CheckpointError, deblur, save_network, tile_count
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.webapp import ModelService, create_app
 from srn_deblur.webapp.checkpoints import newest_checkpoint, resolve_checkpoint
@@ -42,9 +42,7 @@ def _one_thread():
 def save_checkpoint(net: SRNDeblurNet, path: Path) -> Path:
     """A checkpoint in the format train.py writes (Lightning `net.` prefix + `net_config`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {f"net.{k}": v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "net_config": net.config}, path)
-    return path
+    return save_network(net, path)
 
 
 @pytest.fixture
@@ -435,6 +433,52 @@ def test_a_failing_photo_answers_500_and_the_worker_survives(client, service):
     assert "deblurring failed: RuntimeError: simulated device failure" in failed.get_json()["error"]
     assert client.get("/api/health").get_json()["model"]["worker_alive"] is True
     assert upload(client, encode(GOOD)).status_code == 200
+
+
+def test_the_model_is_loaded_once_for_all_requests(checkpoint, monkeypatch):
+    from srn_deblur.webapp import service as service_module
+
+    loads = []
+    real_load = service_module.load_network
+
+    def counting_load(*args, **kwargs):
+        loads.append(args)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "load_network", counting_load)
+    svc = make_service(checkpoint)
+    try:
+        client = create_app(svc, max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS).test_client()
+        for seed in range(3):
+            assert upload(client, encode(photo(24, 24, seed=seed))).status_code == 200
+    finally:
+        svc.close(timeout=10)
+    assert len(loads) == 1
+
+
+def test_a_stopped_worker_is_reported_and_refuses_photos(client, service):
+    service.close(timeout=10)
+    health = client.get("/api/health")
+    assert health.status_code == 503 and health.get_json()["status"] == "worker stopped"
+    refused = upload(client, encode(GOOD))
+    assert refused.status_code == 503 and "worker has stopped: restart the app" in refused.get_json()["error"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_inference_runs_on_the_gpu_and_agrees_with_the_cpu(checkpoint, net):
+    svc = make_service(checkpoint, device="auto")
+    try:
+        assert svc.device.type == "cuda" and next(svc.net.parameters()).is_cuda
+        client = create_app(svc, max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS).test_client()
+        pixels = photo(90, 100, seed=30)  # tiled
+        response = upload(client, encode(pixels))
+        assert response.status_code == 200
+        assert client.get("/api/health").get_json()["model"]["device"].startswith("cuda")
+    finally:
+        svc.close(timeout=10)
+    out = decode(response.data).astype(int)
+    assert np.abs(out - expected(net, pixels, tile_size=TILE).astype(int)).max() <= 2  # GPU vs CPU kernels
 
 
 # --- which checkpoint, which device, config and entry point ----------------------------------

@@ -127,7 +127,7 @@ def test_synthetic_dataset_layout_is_deterministic_and_reused(tmp_path: Path):
     root = build_synthetic_dataset(tmp_path / "a", **kwargs)
     build_synthetic_dataset(tmp_path / "b", **kwargs)
     pairs = find_gopro_pairs(root, "train")
-    assert len(pairs) == 2 and len(find_gopro_pairs(root, "test")) == 1
+    assert len(pairs) == 2 and len(find_gopro_pairs(root, "test")) == 2  # test_frames defaults to 2
     for pair in pairs:
         twin = tmp_path / "b" / pair.blurry.relative_to(root)
         assert np.array_equal(read_rgb(pair.blurry), read_rgb(twin))

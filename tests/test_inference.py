@@ -7,15 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from srn_deblur.inference import CheckpointError, deblur, load_network, tile_count, tile_grid
+from srn_deblur.inference import CheckpointError, deblur, load_network, save_network, tile_count, tile_grid
 from srn_deblur.network import SRNDeblurNet
 
 SMALL = dict(channels=3, num_scales=2, widths=(4, 8, 8), num_res_blocks=1, kernel_size=3, recurrence="lstm")
 
 
 def _lightning_style_checkpoint(net: SRNDeblurNet, path: Path) -> Path:
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "net_config": net.config}, path)
-    return path
+    return save_network(net, path)
 
 
 def test_checkpoint_round_trip_rebuilds_the_network(tmp_path: Path):

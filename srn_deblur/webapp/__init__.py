@@ -5,7 +5,7 @@ a test or another WSGI server. See docs/webapp.md.
 """
 
 from srn_deblur.webapp.routes import create_app
-from srn_deblur.webapp.service import ModelService, QueueFullError
+from srn_deblur.webapp.service import ModelService, ServiceBusyError
 from srn_deblur.webapp.uploads import UploadError
 
-__all__ = ["ModelService", "QueueFullError", "UploadError", "create_app"]
+__all__ = ["ModelService", "ServiceBusyError", "UploadError", "create_app"]

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from srn_deblur.webapp.service import DONE, FAILED, Job, ModelService, QueueFullError
+from srn_deblur.webapp.service import DONE, FAILED, Job, ModelService, ServiceBusyError
 from srn_deblur.webapp.uploads import ACCEPTED_FORMATS, Photo, UploadError, decode_upload, too_large_message
 
 # The form field that carries the photo, in the page and in the API.
@@ -70,8 +70,8 @@ def create_app(
             "id": job.id,
             "status": job.status,
             "progress": round(job.progress, 4),
-            "passes_done": job.tiles_done,
-            "passes_total": job.tiles_total,
+            "passes_done": job.passes_done,
+            "passes_total": job.passes_total,
             "queue_position": service.queue_position(job),
             "width": job.width,
             "height": job.height,
@@ -86,7 +86,7 @@ def create_app(
         response = Response(job.result, mimetype="image/png")
         response.headers["Content-Disposition"] = f'attachment; filename="{job.download_name}"'
         response.headers["X-Deblur-Seconds"] = f"{job.seconds:.3f}"
-        response.headers["X-Deblur-Passes"] = str(job.tiles_total)
+        response.headers["X-Deblur-Passes"] = str(job.passes_total)
         return response
 
     def find_job(job_id: str) -> Job:
@@ -140,8 +140,8 @@ def create_app(
     def upload_error(exc: UploadError) -> tuple[Response, int]:
         return jsonify({"error": str(exc)}), exc.status
 
-    @app.errorhandler(QueueFullError)
-    def queue_full(exc: QueueFullError) -> tuple[Response, int, dict[str, str]]:
+    @app.errorhandler(ServiceBusyError)
+    def busy(exc: ServiceBusyError) -> tuple[Response, int, dict[str, str]]:
         return jsonify({"error": str(exc)}), 503, {"Retry-After": "30"}
 
     @app.errorhandler(RequestEntityTooLarge)

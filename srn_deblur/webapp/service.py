@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 
-class QueueFullError(RuntimeError):
-    """Too many photos are waiting; the client should try again later (HTTP 503)."""
+class ServiceBusyError(RuntimeError):
+    """The service cannot take a photo now: its queue is full or it has stopped (HTTP 503)."""
 
 
 @dataclass(eq=False)
@@ -40,10 +40,10 @@ class Job:
     width: int
     height: int
     download_name: str
-    tiles_total: int
+    passes_total: int
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: str = QUEUED
-    tiles_done: int = 0
+    passes_done: int = 0
     error: str | None = None
     result: bytes | None = None
     seconds: float | None = None
@@ -54,7 +54,7 @@ class Job:
         """Fraction of the network's passes done: whole image = 1 pass, else one per tile."""
         if self.status == DONE:
             return 1.0
-        return min(self.tiles_done / max(self.tiles_total, 1), 1.0)
+        return min(self.passes_done / max(self.passes_total, 1), 1.0)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -109,6 +109,7 @@ class ModelService:
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._jobs_lock = threading.Lock()
+        self._closing = False
         self._worker = threading.Thread(target=self._work, name="srn-deblur-worker", daemon=True)
         self._worker.start()
         log.info("loaded %s on %s (%s parameters)", self.checkpoint, self.device, f"{self.parameters:,}")
@@ -148,14 +149,16 @@ class ModelService:
         return tile_count(height, width, tile, self.tile_overlap, align)
 
     def submit(self, photo: Photo) -> Job:
-        """Queue a photo; raises `QueueFullError` when `max_queue` photos already wait."""
+        """Queue a photo; raises `ServiceBusyError` when `max_queue` photos already wait."""
         width, height = photo.size
         job = Job(photo, width, height, photo.download_name, self.passes_for(width, height))
         with self._jobs_lock:
+            if self._closing or not self.alive:  # nobody would ever run it
+                raise ServiceBusyError("the deblurring worker has stopped: restart the app (python app.py)")
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
-                raise QueueFullError(
+                raise ServiceBusyError(
                     f"the server is busy: {self.max_queue} photos are already waiting. Try again in a minute."
                 ) from None
             self._jobs[job.id] = job
@@ -184,10 +187,13 @@ class ModelService:
         return ahead
 
     def close(self, timeout: float | None = None) -> None:
-        """Stop the worker after the jobs already queued."""
-        if self._worker.is_alive():
-            self._queue.put(None)
-            self._worker.join(timeout)
+        """Stop the worker after the jobs already queued; later submissions get `ServiceBusyError`."""
+        with self._jobs_lock:
+            if self._closing:
+                return
+            self._closing = True
+        self._queue.put(None)
+        self._worker.join(timeout)
 
     def _prune(self) -> None:
         finished = [j.id for j in self._jobs.values() if j.finished.is_set()]
@@ -203,7 +209,7 @@ class ModelService:
         started = time.perf_counter()
 
         def count_pass(*_: object) -> None:
-            job.tiles_done += 1
+            job.passes_done += 1
 
         hook = self.net.register_forward_hook(count_pass)
         photo, job.photo = job.photo, None  # the job no longer holds the pixels
@@ -230,9 +236,9 @@ class ModelService:
             job.status,
             job.width,
             job.height,
-            job.tiles_total,
+            job.passes_total,
             job.seconds,
         )
 
 
-__all__ = ["DONE", "FAILED", "QUEUED", "RUNNING", "Job", "ModelService", "QueueFullError", "resolve_device"]
+__all__ = ["DONE", "FAILED", "QUEUED", "RUNNING", "Job", "ModelService", "ServiceBusyError", "resolve_device"]
