@@ -514,6 +514,7 @@ def _row(case: Case, plain: Case | None, matmul: dict[str, float]) -> dict[str, 
         "path": case.path.name,
         "shape": case.shape,
         "median_s": median,
+        "best_s": min(case.times),
         "times_s": case.times,
         "items_per_s": case.items / median,
         "gflop_per_call": case.work / 1e9,
@@ -527,16 +528,22 @@ def _row(case: Case, plain: Case | None, matmul: dict[str, float]) -> dict[str, 
     row["of_matmul"] = row["gflops"] / row["matmul_gflops"]
     if plain is not None:
         row["speedup_vs_plain"] = statistics.median(plain.times) / median
+        # On a shared machine the fastest call is the least disturbed one: its ratio is steadier.
+        row["speedup_vs_plain_best"] = min(plain.times) / row["best_s"]
         if case.compare is not None and case is not plain:
             row["agreement"] = case.compare(case.first_output, plain.first_output)
     return row
 
 
+def _seconds(t: float) -> str:
+    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
+
+
 def _table(title: str, rows: Sequence[dict[str, Any]], unit: str, device: torch.device) -> Table:
     memory = "peak CUDA alloc" if device.type == "cuda" else "peak RSS"
     table = Table(title=title)
-    columns = ("model", "path", "shape", "median", unit, "vs plain", "GFLOP/s", "of matmul", memory,
-               "working", "agreement")
+    columns = ("model", "path", "shape", "median", "best", unit, "vs plain", "best vs plain", "GFLOP/s",
+               "of matmul", memory, "working", "agreement")
     for col in columns:
         table.add_column(col, justify="left" if col in ("model", "path", "shape") else "right")
     for r in rows:
@@ -545,9 +552,11 @@ def _table(title: str, rows: Sequence[dict[str, Any]], unit: str, device: torch.
             r["model"],
             r["path"],
             r["shape"],
-            f"{r['median_s'] * 1e3:.1f} ms" if r["median_s"] < 1 else f"{r['median_s']:.2f} s",
+            _seconds(r["median_s"]),
+            _seconds(r["best_s"]),
             f"{r['items_per_s']:.3g}",
             f"{r['speedup_vs_plain']:.2f}x" if "speedup_vs_plain" in r else "",
+            f"{r['speedup_vs_plain_best']:.2f}x" if "speedup_vs_plain_best" in r else "",
             f"{r['gflops']:.0f}",
             f"{100 * r['of_matmul']:.0f}%",
             f"{r['peak_mib']:.0f} MiB",
@@ -569,17 +578,18 @@ def markdown_report(results: dict[str, Any]) -> str:
     if results["rows"]:
         lines += [
             "",
-            "| task | model | path | shape | median | per s | vs plain | GFLOP/s | of matmul | peak mem | working"
-            " | agreement |",
-            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| task | model | path | shape | median | best | per s | vs plain | best vs plain | GFLOP/s | of matmul"
+            " | peak mem | working | agreement |",
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
     for r in results["rows"]:
-        median = f"{r['median_s'] * 1e3:.1f} ms" if r["median_s"] < 1 else f"{r['median_s']:.2f} s"
         speedup = f"{r['speedup_vs_plain']:.2f}x" if "speedup_vs_plain" in r else ""
+        best_speedup = f"{r['speedup_vs_plain_best']:.2f}x" if "speedup_vs_plain_best" in r else ""
         agreement = f"{r['agreement']:.1e}" if r.get("agreement") is not None else ""
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['path']} | {r['shape']} | {median} | {r['items_per_s']:.3g} |"
-            f" {speedup} | {r['gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {r['peak_mib']:.0f} MiB |"
+            f"| {r['task']} | {r['model']} | {r['path']} | {r['shape']} | {_seconds(r['median_s'])} |"
+            f" {_seconds(r['best_s'])} | {r['items_per_s']:.3g} | {speedup} | {best_speedup} |"
+            f" {r['gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {r['peak_mib']:.0f} MiB |"
             f" {r['working_mib']:.0f} MiB | {agreement} |"
         )
     if "loader" in results:
@@ -608,9 +618,11 @@ def _targets(results: dict[str, Any]) -> list[str]:
             fast = [r for r in rows if r["task"] == task and r["model"] == model and r["path"] in fp32_paths]
             if plain and fast:
                 best = min(fast, key=lambda r: r["median_s"])
+                verdict = "met" if best["median_s"] <= plain["median_s"] else "not by this path: keep plain"
                 lines.append(
-                    f"{task} {model} float32: fastest fp32 path {best['path']} {best['median_s']:.3g} s vs plain"
-                    f" {plain['median_s']:.3g} s ({plain['median_s'] / best['median_s']:.2f}x; target: no slower)"
+                    f"{task} {model} float32: fastest fp32 fast path {best['path']} {best['median_s']:.3g} s vs"
+                    f" plain {plain['median_s']:.3g} s ({plain['median_s'] / best['median_s']:.2f}x by medians,"
+                    f" {best['speedup_vs_plain_best']:.2f}x by best calls; target no slower: {verdict})"
                 )
     if device.startswith("cuda"):
         for model, limit in (("lstm", 0.040), ("color_lstm", 0.015)):
@@ -743,13 +755,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     if args.loader_workers >= 0:
         channels = 1 if any(m in ("lstm", "gray") for m, _ in specs["train"]) else 3
-        loader = results["loader"] = measure_data_loader(
-            args.loader_workers, args.train_batch, args.crop, args.loader_batches, args.loader_data,
-            _parse_size(args.loader_size), args.loader_pairs, channels, pin_memory=device.type == "cuda",
-        )
-        console.print(f"data loader, {loader['workers']} workers, {loader['data']}: plain (decode PNGs)"
-                      f" {loader['plain']['samples_per_s']:.1f} samples/s, fast path (memory-mapped cache)"
-                      f" {loader['fast']['samples_per_s']:.1f} samples/s")
+        try:
+            loader = results["loader"] = measure_data_loader(
+                args.loader_workers, args.train_batch, args.crop, args.loader_batches, args.loader_data,
+                _parse_size(args.loader_size), args.loader_pairs, channels, pin_memory=device.type == "cuda",
+            )
+        except ModuleNotFoundError as exc:  # e.g. a GPU image without the project's data dependencies
+            results["loader_error"] = f"loader not measured: {exc}; pip install -e . (albumentations, opencv)"
+            console.print(results["loader_error"])
+            loader = None
+        if loader:
+            console.print(f"data loader, {loader['workers']} workers, {loader['data']}: plain (decode PNGs)"
+                          f" {loader['plain']['samples_per_s']:.1f} samples/s, fast path (memory-mapped cache)"
+                          f" {loader['fast']['samples_per_s']:.1f} samples/s")
         save("loader")
 
     results["targets"] = _targets(results)
