@@ -132,7 +132,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Export a trained SRN checkpoint to ONNX and check it against eager PyTorch.",
     )
     parser.add_argument("checkpoint", type=Path, help="checkpoint written by train.py, or a bare state dict")
-    parser.add_argument("--output", type=Path, help="ONNX file to write (default: the checkpoint's name + .onnx)")
+    parser.add_argument("--output", type=Path, help="ONNX file to write (default: the checkpoint's, .onnx)")
     parser.add_argument("--height", type=int, default=720, help="input height baked into the graph (720)")
     parser.add_argument("--width", type=int, default=1280, help="input width baked into the graph (1280)")
     parser.add_argument(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from srn_deblur.inference import CheckpointError
+from srn_deblur.inference import CheckpointError, save_network
 from srn_deblur.network import SRNDeblurNet
 
 pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
@@ -51,7 +51,7 @@ def test_exported_grey_model_matches_eager_and_the_check_catches_a_difference(tm
 def test_cli_exports_a_training_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     net = _net(3)
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}, "net_config": net.config}, ckpt)
+    save_network(net, ckpt)
     path = main([str(ckpt), "--height", "32", "--width", "48", "--tolerance", str(TOLERANCE)])
     assert path == tmp_path / "last.onnx" and path.is_file()
     printed = capsys.readouterr().out
