@@ -144,7 +144,7 @@ def deblur(
 
     align = net.padded_length(1) if hasattr(net, "padded_length") else 16
     tile, tops, lefts = tile_grid(h, w, tile_size, tile_overlap, align)
-    overlap = min((tile_overlap // align) * align, tile - align)
+    _, overlap = _tile_geometry(tile_size, tile_overlap, align)
     out = torch.zeros(n, c, h, w, dtype=torch.float32, device=blurry.device)
     weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=blurry.device)
     for top in tops:
@@ -160,10 +160,15 @@ def deblur(
     return out.div_(weight).clamp_(0.0, 1.0)  # in place: no extra full-size copies
 
 
+def _tile_geometry(tile_size: int, tile_overlap: int, align: int) -> tuple[int, int]:
+    """Tile side and overlap rounded down to multiples of `align`; the overlap stays below the tile."""
+    tile = max(align, (tile_size // align) * align)
+    return tile, min((tile_overlap // align) * align, tile - align)
+
+
 def tile_grid(height: int, width: int, tile_size: int, tile_overlap: int = 64, align: int = 16) -> tuple[int, list[int], list[int]]:
     """The tile side and the top and left tile positions `deblur` uses for an image size."""
-    tile = max(align, (tile_size // align) * align)
-    overlap = min((tile_overlap // align) * align, tile - align)
+    tile, overlap = _tile_geometry(tile_size, tile_overlap, align)
     stride = tile - overlap
     return tile, _starts(height, tile, stride), _starts(width, tile, stride)
 
