@@ -12,7 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from rich.console import Console
@@ -40,6 +40,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print_config(run_config)
 
     callbacks = instantiate_group(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # `trainer.enable_progress_bar=false` should just work, not clash with the group's bar.
+        callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     if cfg.get("seed") is not None:
         callbacks.append(RankSeededAugmentation(cfg.seed))
     loggers = instantiate_group(cfg.get("logger"))
