@@ -61,7 +61,8 @@ class WandbRunFiles(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         import wandb
 
-        callback = trainer.checkpoint_callback
+        # The callback that rates checkpoints (last_checkpoint has no monitor).
+        callback = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
         best = getattr(callback, "best_model_path", "")
         if not best or not Path(best).is_file():
             return

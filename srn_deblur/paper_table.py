@@ -184,7 +184,12 @@ def run_checkpoint(run_dir: Path, which: str = "last") -> Path:
     if which != "best":
         raise ValueError(f"checkpoint must be 'last' or 'best', got {which!r}")
     states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
-    best = [s.get("best_model_path") for k, s in states.items() if k.startswith("ModelCheckpoint") and s.get("best_model_path")]
+    # Only a monitoring callback rates checkpoints (last_checkpoint's "best" is just the latest).
+    best = [
+        s.get("best_model_path")
+        for k, s in states.items()
+        if k.startswith("ModelCheckpoint") and s.get("monitor") and s.get("best_model_path")
+    ]
     if not best:
         raise FileNotFoundError(f"run {run_dir} recorded no best checkpoint; use checkpoint=last")
     return Path(best[0])

@@ -143,7 +143,7 @@ def resume_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     """The checkpoint `trainer.fit` starts from.
 
     `resume: auto` continues the run in this output folder from its most advanced `last*.ckpt`
-    (the epoch-end one of `model_checkpoint` or the mid-epoch one of `step_checkpoint`), so a
+    (the epoch-end one of `last_checkpoint` or the mid-epoch one of `step_checkpoint`), so a
     killed or requeued run started again with the same command loses at most the steps since
     that save. With nothing saved yet it falls back to `ckpt_path` (or a fresh start).
     """
@@ -171,10 +171,11 @@ def latest_checkpoint(trainer: pl.Trainer) -> tuple[Path, int] | None:
     """
     found: list[tuple[int, float, Path]] = []
     unreadable: list[str] = []
-    for callback in trainer.checkpoint_callbacks:
-        if not isinstance(callback, ModelCheckpoint) or not callback.save_last or callback.dirpath is None:
-            continue
-        for path in Path(callback.dirpath).glob(f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*.ckpt"):
+    folders = {
+        Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath
+    }
+    for folder in sorted(folders):
+        for path in folder.glob(f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*.ckpt"):
             try:
                 step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
             except Exception as error:  # e.g. cut short by a crash on a filesystem without atomic renames
@@ -198,11 +199,11 @@ def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     """`test_ckpt: best` (highest val PSNR) or `last` after training; `ckpt_path` otherwise."""
     if not cfg.get("train", True):
         return cfg.get("ckpt_path")
-    callback = trainer.checkpoint_callback
-    if callback is None:
-        return None
     choice = cfg.get("test_ckpt", "best")
     if choice not in ("best", "last"):
         raise ValueError(f"test_ckpt must be 'best' or 'last', got {choice!r}")
-    path = callback.best_model_path if choice == "best" else callback.last_model_path
-    return path or None
+    if choice == "last":
+        last = latest_checkpoint(trainer)
+        return str(last[0]) if last else None
+    monitored = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor]
+    return (monitored[0].best_model_path or None) if monitored else None

@@ -143,6 +143,22 @@ def test_residual_output_of_untrained_zero_net_is_the_input():
     torch.testing.assert_close(net(x)[-1], x)
 
 
+def test_fresh_residual_network_starts_as_the_identity_and_can_learn():
+    net = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1, residual=True)
+    x = torch.rand(2, 3, 32, 32)
+    for estimate in net(x):  # every scale returns its own (resized) input
+        torch.testing.assert_close(estimate, torch.nn.functional.interpolate(x, estimate.shape[-2:], mode="bilinear"))
+    # Only the output conv is zero: the rest keeps the paper's Xavier init, so gradients flow
+    # into the output conv at once and through it after the first step.
+    assert torch.count_nonzero(net.nets[0].out_block.conv.weight) == 0
+    assert torch.count_nonzero(net.nets[0].in_block.conv.weight) > 0
+    net(x)[-1].sub(x.flip(-1)).square().mean().backward()
+    assert net.nets[0].out_block.conv.weight.grad.abs().sum() > 0
+    # Without the residual path the output conv keeps its Xavier weights.
+    plain = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1)
+    assert torch.count_nonzero(plain.nets[0].out_block.conv.weight) > 0
+
+
 @pytest.mark.parametrize("bad", [{"channels": 2}, {"recurrence": "lsmt"}, {"widths": (8, 8)}, {"scale_factor": 1.5}])
 def test_bad_constructor_values_are_named(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):

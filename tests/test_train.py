@@ -98,3 +98,23 @@ def test_short_training_run_then_resume_continues_step_lr_and_optimizer(tiny_tra
     decay = PolynomialDecay(cfg.model.optimizer.lr, cfg.model.lr_end, total, cfg.model.lr_power)
     lr = last["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == pytest.approx(decay.lr(total), rel=1e-6)
+
+
+def test_last_checkpoint_is_the_final_state_even_when_the_best_is_older(tiny_training_overrides, tmp_path):
+    # "Best" is pinned to epoch 0 (lowest epoch), so the best checkpoint is never rewritten after
+    # it: Lightning 2.6's save_last would then leave last.ckpt at epoch 0 as well.
+    overrides = [
+        *tiny_training_overrides,
+        "trainer.max_epochs=3",
+        "callbacks.model_checkpoint.monitor=epoch",
+        "callbacks.model_checkpoint.mode=min",
+        "callbacks.model_checkpoint.filename=best",
+        "test_ckpt=last",
+    ]
+    cfg = compose_config(overrides, tmp_path)
+    train(cfg)
+    steps_per_epoch = 4 // 2
+    best = sorted((tmp_path / "checkpoints").glob("best*.ckpt"))
+    assert [_load(p)["global_step"] for p in best] == [steps_per_epoch]
+    last = _load(tmp_path / "checkpoints" / "last.ckpt")
+    assert (last["global_step"], last["epoch"]) == (3 * steps_per_epoch, 2)
