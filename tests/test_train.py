@@ -118,3 +118,19 @@ def test_last_checkpoint_is_the_final_state_even_when_the_best_is_older(tiny_tra
     assert [_load(p)["global_step"] for p in best] == [steps_per_epoch]
     last = _load(tmp_path / "checkpoints" / "last.ckpt")
     assert (last["global_step"], last["epoch"]) == (3 * steps_per_epoch, 2)
+
+
+def test_demo_checkpoints_hold_the_weight_average_that_inference_loads(tiny_training_overrides, tmp_path):
+    from srn_deblur.inference import load_network
+
+    cfg = compose_config(tiny_training_overrides, tmp_path)
+    assert cfg.callbacks.ema._target_.endswith("EMAWeightAveraging")
+    train(cfg)
+    ckpt = _load(tmp_path / "checkpoints" / "last.ckpt")
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert averaged.keys() == current.keys()
+    moved = [k for k in averaged if not torch.equal(averaged[k], current[k])]
+    assert moved  # the average lags the raw weights after a few Adam steps
+    net = load_network(tmp_path / "checkpoints" / "last.ckpt")
+    key = moved[0]
+    torch.testing.assert_close(net.state_dict()[key.removeprefix("net.")], averaged[key])
