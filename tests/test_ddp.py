@@ -62,7 +62,8 @@ def test_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_path
     assert len(one["val/psnr"]) == len(two["val/psnr"]) == EPOCHS
     # Training moved the weights well beyond the tolerance used below...
     assert one["train/loss_epoch"][-1] < 0.9 * one["train/loss_epoch"][0]
-    assert abs(one["val/psnr"][-1] - one["val/psnr"][0]) > 0.05
+    # (a residual net starts as the identity, so an untrained one would move val/psnr by 0.0)
+    assert abs(one["val/psnr"][-1] - one["val/psnr"][0]) > 0.02
     # ...and the two-process run followed the same path.
     assert two["train/loss_epoch"] == pytest.approx(one["train/loss_epoch"], rel=1e-4)
     assert two["val/psnr"] == pytest.approx(one["val/psnr"], abs=2e-3)
