@@ -8,6 +8,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
+from srn_deblur.training import rating_checkpoint_callback
+
 # What defines a run's behaviour: the packages, the configs and the entry points.
 CODE_DIRS = ("srn_deblur", "datamodules", "callbacks", "configs")
 CODE_SUFFIXES = (".py", ".yaml")
@@ -61,8 +63,7 @@ class WandbRunFiles(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         import wandb
 
-        # The callback that rates checkpoints (last_checkpoint has no monitor).
-        callback = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)
+        callback = rating_checkpoint_callback(trainer)
         best = getattr(callback, "best_model_path", "")
         if not best or not Path(best).is_file():
             return

@@ -205,5 +205,14 @@ def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     if choice == "last":
         last = latest_checkpoint(trainer)
         return str(last[0]) if last else None
-    monitored = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor]
-    return (monitored[0].best_model_path or None) if monitored else None
+    callback = rating_checkpoint_callback(trainer)
+    return (callback.best_model_path or None) if callback else None
+
+
+def rating_checkpoint_callback(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The checkpoint callback that ranks checkpoints by a metric (`model_checkpoint`).
+
+    Not simply `trainer.checkpoint_callback`: `last_checkpoint` and `step_checkpoint` are
+    ModelCheckpoints too, and their "best" is merely their latest save.
+    """
+    return next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)
