@@ -21,7 +21,11 @@ class PolynomialDecay:
         self.power = power
 
     def lr(self, step: int) -> float:
-        progress = min(step, self.total_steps) / self.total_steps
+        return self.at_progress(step / self.total_steps)
+
+    def at_progress(self, progress: float) -> float:
+        """The rate a fraction `progress` of the way through the decay (clamped to [0, 1])."""
+        progress = min(max(progress, 0.0), 1.0)
         return (self.lr0 - self.lr_end) * (1.0 - progress) ** self.power + self.lr_end
 
     def __call__(self, step: int) -> float:

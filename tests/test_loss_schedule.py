@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import Timer
 
+from callbacks.max_time_decay import DecayWithinMaxTime
 from srn_deblur.loss import MultiScaleLoss
 from srn_deblur.module import SRNLitModule
 from srn_deblur.network import SRNDeblurNet
@@ -84,3 +88,56 @@ def test_clipping_leaves_small_convlstm_gradients_alone_and_can_be_disabled():
     assert all(torch.all(g == 1e-6) for g in after_small.values())
     before, after = _grads_after_clipping(_module(None), scale=1.0)
     assert all(torch.equal(before[n], after[n]) for n in before)
+
+
+class _StepClock(Timer):
+    """A Timer whose clock reads 1 second per optimizer step: time progress without sleeping."""
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        return float(self._trainer.global_step) if stage == "train" else 0.0
+
+    def on_fit_start(self, trainer, *args, **kwargs) -> None:
+        self._trainer = trainer
+        super().on_fit_start(trainer, *args, **kwargs)
+
+
+class _RecordLR(pl.Callback):
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+def _fit_with_clock(seconds: float | None, planned_steps: int) -> tuple[list[float], int]:
+    module = _module()
+    data = torch.utils.data.TensorDataset(torch.rand(planned_steps, 3, 16, 16), torch.rand(planned_steps, 3, 16, 16))
+    record = _RecordLR()
+    callbacks = [record, DecayWithinMaxTime()]
+    if seconds is not None:
+        callbacks.append(_StepClock(duration=timedelta(seconds=seconds), interval="step"))
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=callbacks, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_val_batches=0, accelerator="cpu",
+    )
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=1))
+    return record.lrs, trainer.global_step
+
+
+def test_decay_finishes_when_max_time_runs_out_before_the_last_step():
+    lr0, lr_end, planned = 1e-4, 1e-6, 20
+    # The clock runs out after 5 of 20 planned steps: the decay must follow time, not steps.
+    lrs, steps = _fit_with_clock(5.0, planned)
+    assert steps == 5
+    expected = [_formula(0, lr0, lr_end, planned)] + [
+        (lr0 - lr_end) * (1 - k / 5) ** 0.3 + lr_end for k in range(1, 5)
+    ]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+    assert lrs[-1] < 0.7 * lr0  # by steps alone it would still be 0.98 * lr0
+    # A clock that never runs out leaves the step-driven decay as it is.
+    lrs, steps = _fit_with_clock(1000.0, planned)
+    assert steps == planned
+    assert lrs == pytest.approx([_formula(k, lr0, lr_end, planned) for k in range(planned)], rel=1e-9)
+    lrs_no_timer, _ = _fit_with_clock(None, planned)
+    assert lrs_no_timer == pytest.approx(lrs, rel=1e-12)
