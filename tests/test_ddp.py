@@ -37,6 +37,7 @@ def _overrides(tmp_path: Path, run: str, *extra: str) -> list[str]:
         "data.batch_size=4",
         "data.train_samples_per_epoch=4",
         "model.optimizer.lr=3e-3",
+        "model.net.num_res_blocks=1",  # the demo's blocks have none: too little to learn in 4 steps
         f"trainer.max_epochs={EPOCHS}",
         "test=false",
         *extra,
