@@ -21,8 +21,8 @@ from srn_deblur.schedule import PolynomialDecay
 
 def _timer(trainer: pl.Trainer) -> Timer | None:
     for callback in trainer.callbacks:
-        if isinstance(callback, Timer) and callback._duration is not None:
-            return callback
+        if isinstance(callback, Timer) and callback.time_remaining("train") is not None:
+            return callback  # the one with a duration (max_time installs it)
     return None
 
 
@@ -38,7 +38,8 @@ class DecayWithinMaxTime(pl.Callback):
         timer = _timer(trainer)
         if timer is None:
             return None
-        progress = timer.time_elapsed("train") / timer._duration
+        elapsed = timer.time_elapsed("train")
+        progress = elapsed / max(elapsed + timer.time_remaining("train"), 1e-9)  # over max_time
         return float(trainer.strategy.broadcast(progress, src=0))
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
