@@ -52,23 +52,27 @@ class WandbRunFiles(pl.Callback):
         return [logger.experiment for logger in trainer.loggers if isinstance(logger, WandbLogger)]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        runs = self._runs(trainer)
+        if not runs:  # no wandb logger: wandb need not even be installed
+            return
         import wandb
 
-        for run in self._runs(trainer):
+        for run in runs:
             artifact = wandb.Artifact(f"code-{run.id}", type="code")
             for path, name in code_files(self.code_root):
                 artifact.add_file(str(path), name=name)
             run.log_artifact(artifact)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        import wandb
-
+        runs = self._runs(trainer)
         callback = rating_checkpoint_callback(trainer)
         best = getattr(callback, "best_model_path", "")
-        if not best or not Path(best).is_file():
+        if not runs or not best or not Path(best).is_file():
             return
+        import wandb
+
         score = callback.best_model_score
-        for run in self._runs(trainer):
+        for run in runs:
             artifact = wandb.Artifact(
                 f"model-{run.id}",
                 type="model",

@@ -282,11 +282,11 @@ def test_benchmark_refuses_unknown_names():
 
 @needs_cuda
 @pytest.mark.gpu
-@pytest.mark.parametrize("benchmark", [False, True])
-def test_cudnn_benchmark_and_bf16_on_cuda_agree(benchmark: bool):
+@pytest.mark.parametrize("cudnn_benchmark", [False, True])
+def test_cudnn_benchmark_and_bf16_on_cuda_agree(cudnn_benchmark: bool):
     net = _net(3).cuda()
     x = _image().cuda()
-    torch.backends.cudnn.benchmark = benchmark
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     try:
         with torch.no_grad():
             expected = _net(3)(x.cpu())

@@ -95,3 +95,26 @@ def test_offline_wandb_run_holds_config_code_images_and_best_checkpoint(tmp_path
     grids = [p for p in uploaded if p.startswith("media/images/val/blurry_deblurred_sharp")]
     assert len(grids) == cfg.trainer.max_epochs
     assert all((run_file.parent / "files" / p).is_file() for p in grids)
+
+
+def test_run_files_callback_needs_no_wandb_without_a_wandb_logger(tmp_path, monkeypatch):
+    """A CSV or TensorBoard run must not import wandb (an image without it still trains)."""
+    import sys
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    from callbacks.wandb_run_files import WandbRunFiles
+
+    monkeypatch.setitem(sys.modules, "wandb", None)  # any `import wandb` now raises ImportError
+    best = tmp_path / "best.ckpt"
+    best.write_bytes(b"x")
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="val/psnr", mode="max")
+    checkpoint.best_model_path = str(best)
+    trainer = pl.Trainer(logger=CSVLogger(tmp_path), callbacks=[checkpoint], accelerator="cpu")
+    callback = WandbRunFiles()
+    callback.on_fit_start(trainer, None)
+    callback.on_fit_end(trainer, None)
+    with pytest.raises(ImportError):
+        import wandb  # noqa: F401  (the guard above is what made the two calls pass)
