@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 
 from datamodules.datasets import write_rgb
+from datamodules.depth_of_field import defocus_regions
 from datamodules.gopro import GoProDataModule
 from datamodules.motion_blur import BlurParams, blur_image
 
@@ -31,6 +33,8 @@ TRAIN_IMAGES = (
 _SKLEARN_IMAGES = {"china": "china.jpg", "flower": "flower.jpg"}
 TEST_IMAGES = ("chelsea", "coffee", "camera")
 _MANIFEST = "synthetic_manifest.json"
+# Bumped when the same parameters would give other images, so old folders are rebuilt.
+_GENERATOR_VERSION = 2
 
 
 def load_bundled_image(name: str, max_side: int) -> np.ndarray:
@@ -85,6 +89,8 @@ def build_synthetic_dataset(
     test_frames: int = 2,
     max_side: int = 512,
     blur: BlurParams = BlurParams(),
+    defocus_prob: float = 0.0,
+    max_defocus_radius: float = 4.0,
     seed: int = 0,
 ) -> Path:
     """Write `root/{train,test}/<image>/{blur,sharp}/<frame>.png`; deterministic from `seed`.
@@ -98,12 +104,15 @@ def build_synthetic_dataset(
     if overlap:
         raise ValueError(f"images {sorted(overlap)} are in both the train and test lists")
     manifest = {
+        "generator_version": _GENERATOR_VERSION,
         "train_images": list(train_images),
         "test_images": list(test_images),
         "train_frames": train_frames,
         "test_frames": test_frames,
         "max_side": max_side,
         "blur": dataclasses.asdict(blur),
+        "defocus_prob": defocus_prob,
+        "max_defocus_radius": max_defocus_radius,
         "seed": seed,
     }
     manifest_path = root / _MANIFEST
@@ -118,14 +127,20 @@ def build_synthetic_dataset(
             f"{root} is not empty and was not made by the synthetic generator; point"
             " data.data_dir at an empty or new folder"
         )
-    rng = np.random.default_rng(seed)
-    for split, names, frames in (("train", train_images, train_frames), ("test", test_images, test_frames)):
+    for split_id, (split, names, frames) in enumerate(
+        (("train", train_images, train_frames), ("test", test_images, test_frames))
+    ):
         for name in names:
             photo = load_bundled_image(name, max_side)
             for frame in range(frames):
+                # Each frame draws from its own stream, so a test frame stays the same whatever
+                # the training photos, frame counts or defocus setting: results stay comparable.
+                rng = np.random.default_rng([seed, split_id, zlib.crc32(name.encode()), frame])
                 # Training frames show the photo at another scale and orientation each, so a
                 # handful of photos give many different textures; test frames are the photo as is.
                 sharp = random_view(photo, rng) if split == "train" else photo
+                if split == "train" and defocus_prob > 0 and rng.random() < defocus_prob:
+                    sharp = defocus_regions(sharp, rng, max_radius=max_defocus_radius)
                 blurry = blur_image(sharp, rng, blur)
                 write_rgb(root / split / name / "sharp" / f"{frame:06d}.png", sharp)
                 write_rgb(root / split / name / "blur" / f"{frame:06d}.png", blurry)
@@ -148,6 +163,8 @@ class SyntheticDataModule(GoProDataModule):
         max_blur_length: float = 15.0,
         blur_curvature: float = 0.05,
         noise_sigma: float = 0.01,
+        defocus_prob: float = 0.0,
+        max_defocus_radius: float = 4.0,
         seed: int = 0,
         **kwargs,
     ) -> None:
@@ -164,6 +181,8 @@ class SyntheticDataModule(GoProDataModule):
                 curvature=blur_curvature,
                 noise_sigma=noise_sigma,
             ),
+            "defocus_prob": defocus_prob,
+            "max_defocus_radius": max_defocus_radius,
             "seed": seed,
         }
 

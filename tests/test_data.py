@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from datamodules.datasets import ImageReadError, PairedImageDataset, read_rgb
+from datamodules.depth_of_field import defocus_regions, disk_kernel
 from datamodules.gopro import GoProDataModule
 from datamodules.motion_blur import BlurParams, blur_image
 from datamodules.pairs import DatasetLayoutError, find_gopro_pairs
-from datamodules.synthetic import build_synthetic_dataset
+from datamodules.synthetic import build_synthetic_dataset, load_bundled_image
 from tests.conftest import make_gopro_tree, write_png
 
 
@@ -146,3 +147,54 @@ def test_synthetic_generator_never_overwrites_foreign_data(tmp_path: Path):
 def test_train_and_test_images_must_not_overlap(tmp_path: Path):
     with pytest.raises(ValueError, match="both the train and test"):
         build_synthetic_dataset(tmp_path, train_images=["coins"], test_images=["coins"])
+
+
+def _roughness(x: np.ndarray) -> float:
+    return float(np.abs(np.diff(x.astype(float), axis=1)).mean())
+
+
+def test_disk_kernel_is_a_normalised_round_spread():
+    k = disk_kernel(3.0)
+    assert k.shape == (7, 7) and np.isclose(k.sum(), 1.0)
+    assert np.allclose(k, k.T) and np.allclose(k, k[::-1, ::-1])
+    assert k[3, 0] > 0 and k[0, 0] == 0  # reaches the rim on the axes, not the corners
+
+
+def test_defocus_softens_some_regions_and_leaves_the_rest_in_focus():
+    sharp = (np.random.default_rng(0).random((128, 160, 3)) * 255).astype(np.uint8)
+    out = defocus_regions(sharp, np.random.default_rng(4), min_radius=3.0, max_radius=3.0)
+    assert np.array_equal(out, defocus_regions(sharp, np.random.default_rng(4), 3.0, 3.0))
+    blocks = [(y, x) for y in range(0, 128, 16) for x in range(0, 160, 16)]
+    ratios = [_roughness(out[y : y + 16, x : x + 16]) / _roughness(sharp[y : y + 16, x : x + 16]) for y, x in blocks]
+    assert min(ratios) < 0.3  # out of focus somewhere...
+    assert max(ratios) > 0.95  # ...and in focus elsewhere
+
+
+def test_defocus_prob_changes_only_training_targets(tmp_path: Path):
+    kwargs = dict(train_images=["coins"], test_images=["camera"], train_frames=1, test_frames=1, max_side=64)
+    plain = build_synthetic_dataset(tmp_path / "plain", **kwargs)
+    soft = build_synthetic_dataset(tmp_path / "soft", defocus_prob=1.0, **kwargs)
+    # Each frame has its own random stream and draws its view before the defocus, so the two
+    # sharp targets show the same view.
+    train_plain = read_rgb(plain / "train/coins/sharp/000000.png")
+    train_soft = read_rgb(soft / "train/coins/sharp/000000.png")
+    assert _roughness(train_soft) < 0.95 * _roughness(train_plain)
+    photo = load_bundled_image("camera", 64)
+    for root in (plain, soft):
+        assert np.array_equal(read_rgb(root / "test/camera/sharp/000000.png"), photo)
+    # Another defocus setting is another dataset: the folder is rebuilt, not reused.
+    build_synthetic_dataset(tmp_path / "plain", defocus_prob=1.0, **kwargs)
+    assert np.array_equal(read_rgb(plain / "train/coins/sharp/000000.png"), train_soft)
+
+
+def test_test_frames_do_not_depend_on_the_training_settings(tmp_path: Path):
+    a = build_synthetic_dataset(tmp_path / "a", train_images=["coins"], test_images=["camera"],
+                                train_frames=1, test_frames=1, max_side=64)
+    b = build_synthetic_dataset(tmp_path / "b", train_images=["coins", "brick"], test_images=["camera"],
+                                train_frames=3, test_frames=2, max_side=64, defocus_prob=1.0)
+    blurry = read_rgb(a / "test/camera/blur/000000.png")
+    assert np.array_equal(blurry, read_rgb(b / "test/camera/blur/000000.png"))
+    assert not np.array_equal(blurry, read_rgb(b / "test/camera/blur/000001.png"))  # frames differ
+    c = build_synthetic_dataset(tmp_path / "c", train_images=["coins"], test_images=["camera"],
+                                train_frames=1, test_frames=1, max_side=64, seed=1)
+    assert not np.array_equal(blurry, read_rgb(c / "test/camera/blur/000000.png"))  # the seed matters
