@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from filelock import FileLock
 
 from datamodules.datasets import write_rgb
 from datamodules.depth_of_field import defocus_regions
@@ -115,37 +116,42 @@ def build_synthetic_dataset(
         "max_defocus_radius": max_defocus_radius,
         "seed": seed,
     }
-    manifest_path = root / _MANIFEST
-    if manifest_path.is_file():
-        if json.loads(manifest_path.read_text()) == manifest:
-            return root
-        for split in ("train", "test"):
-            shutil.rmtree(root / split, ignore_errors=True)
-        manifest_path.unlink()
-    elif root.is_dir() and any(root.iterdir()):
-        raise FileExistsError(
-            f"{root} is not empty and was not made by the synthetic generator; point"
-            " data.data_dir at an empty or new folder"
-        )
-    for split_id, (split, names, frames) in enumerate(
-        (("train", train_images, train_frames), ("test", test_images, test_frames))
-    ):
-        for name in names:
-            photo = load_bundled_image(name, max_side)
-            for frame in range(frames):
-                # Each frame draws from its own stream, so a test frame stays the same whatever
-                # the training photos, frame counts or defocus setting: results stay comparable.
-                rng = np.random.default_rng([seed, split_id, zlib.crc32(name.encode()), frame])
-                # Training frames show the photo at another scale and orientation each, so a
-                # handful of photos give many different textures; test frames are the photo as is.
-                sharp = random_view(photo, rng) if split == "train" else photo
-                if split == "train" and defocus_prob > 0 and rng.random() < defocus_prob:
-                    sharp = defocus_regions(sharp, rng, max_radius=max_defocus_radius)
-                blurry = blur_image(sharp, rng, blur)
-                write_rgb(root / split / name / "sharp" / f"{frame:06d}.png", sharp)
-                write_rgb(root / split / name / "blur" / f"{frame:06d}.png", blurry)
-    manifest_path.write_text(json.dumps(manifest, indent=2))
-    return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Runs started together (a parallel sweep, two jobs on one node) share the folder: one
+    # generates while the others wait, then they find its manifest and reuse it instead of
+    # mistaking a half-written folder for someone else's data.
+    with FileLock(root.parent / f".{root.name}.lock"):
+        manifest_path = root / _MANIFEST
+        if manifest_path.is_file():
+            if json.loads(manifest_path.read_text()) == manifest:
+                return root
+            for split in ("train", "test"):
+                shutil.rmtree(root / split, ignore_errors=True)
+            manifest_path.unlink()
+        elif root.is_dir() and any(root.iterdir()):
+            raise FileExistsError(
+                f"{root} is not empty and was not made by the synthetic generator; point"
+                " data.data_dir at an empty or new folder"
+            )
+        for split_id, (split, names, frames) in enumerate(
+            (("train", train_images, train_frames), ("test", test_images, test_frames))
+        ):
+            for name in names:
+                photo = load_bundled_image(name, max_side)
+                for frame in range(frames):
+                    # Each frame draws from its own stream, so a test frame stays the same
+                    # whatever the training photos, frame counts or defocus: results compare.
+                    rng = np.random.default_rng([seed, split_id, zlib.crc32(name.encode()), frame])
+                    # Training frames show the photo at another scale and orientation each, so
+                    # a handful of photos give many textures; test frames are the photo as is.
+                    sharp = random_view(photo, rng) if split == "train" else photo
+                    if split == "train" and defocus_prob > 0 and rng.random() < defocus_prob:
+                        sharp = defocus_regions(sharp, rng, max_radius=max_defocus_radius)
+                    blurry = blur_image(sharp, rng, blur)
+                    write_rgb(root / split / name / "sharp" / f"{frame:06d}.png", sharp)
+                    write_rgb(root / split / name / "blur" / f"{frame:06d}.png", blurry)
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        return root
 
 
 class SyntheticDataModule(GoProDataModule):

@@ -198,3 +198,29 @@ def test_test_frames_do_not_depend_on_the_training_settings(tmp_path: Path):
     c = build_synthetic_dataset(tmp_path / "c", train_images=["coins"], test_images=["camera"],
                                 train_frames=1, test_frames=1, max_side=64, seed=1)
     assert not np.array_equal(blurry, read_rgb(c / "test/camera/blur/000000.png"))  # the seed matters
+
+
+def _build_in_subprocess(root: str, barrier, delay: float) -> None:
+    import time
+
+    barrier.wait()
+    time.sleep(delay)  # the later ones arrive while the first is writing
+    build_synthetic_dataset(root, train_images=["coins", "brick"], test_images=["camera"],
+                            train_frames=12, test_frames=2, max_side=256)
+
+
+@pytest.mark.slow
+def test_runs_started_together_share_one_generated_folder(tmp_path: Path):
+    """A parallel sweep's runs all build the same folder: none may fail or see a half-written one."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(3)
+    root = tmp_path / "shared"
+    workers = [context.Process(target=_build_in_subprocess, args=(str(root), barrier, 0.3 * i)) for i in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert len(find_gopro_pairs(root, "train")) == 24 and len(find_gopro_pairs(root, "test")) == 2
