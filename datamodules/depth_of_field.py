@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-_GAMMA = 2.2
+from datamodules.motion_blur import from_linear, quantize, to_linear
 
 
 def disk_kernel(radius: float) -> np.ndarray:
@@ -46,8 +46,7 @@ def defocus_regions(
     """
     h, w = image.shape[:2]
     radius = rng.uniform(min_radius, max_radius)
-    linear = (image.astype(np.float32) / 255.0) ** _GAMMA
+    linear = to_linear(image)
     soft = cv2.filter2D(linear, -1, disk_kernel(radius), borderType=cv2.BORDER_REFLECT101)
     mask = focus_mask(rng, h, w)[..., None]  # (H, W, 1)
-    mixed = (mask * soft + (1.0 - mask) * linear) ** (1.0 / _GAMMA)
-    return np.clip(np.round(mixed * 255.0), 0, 255).astype(np.uint8)
+    return quantize(from_linear(mask * soft + (1.0 - mask) * linear))

@@ -17,6 +17,21 @@ import numpy as np
 _GAMMA = 2.2
 
 
+def to_linear(image: np.ndarray) -> np.ndarray:
+    """uint8 sRGB-ish pixels -> float32 linear intensity (gamma 2.2), where light adds up."""
+    return (image.astype(np.float32) / 255.0) ** _GAMMA
+
+
+def from_linear(linear: np.ndarray) -> np.ndarray:
+    """Linear intensity -> gamma-encoded values in [0, 1] (not yet quantised)."""
+    return linear ** (1.0 / _GAMMA)
+
+
+def quantize(encoded: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> uint8, rounded and clipped as an 8-bit image stores them."""
+    return np.clip(np.round(encoded * 255.0), 0, 255).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class BlurParams:
     """Ranges the generator draws from, per image.
@@ -71,13 +86,13 @@ def blur_image(sharp: np.ndarray, rng: np.random.Generator, params: BlurParams =
     points = np.stack([np.interp(idx, np.arange(len(path)), path[:, d]) for d in range(2)], axis=1)
     angles = np.linspace(-0.5, 0.5, frames) * rng.uniform(-1, 1) * params.max_rotation_deg
 
-    linear = (sharp.astype(np.float32) / 255.0) ** _GAMMA
+    linear = to_linear(sharp)
     acc = np.zeros_like(linear)
     center = (w / 2.0, h / 2.0)
     for (dx, dy), angle in zip(points, angles):
         m = cv2.getRotationMatrix2D(center, float(angle), 1.0)
         m[:, 2] += (dx, dy)
         acc += cv2.warpAffine(linear, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    blurry = (acc / frames) ** (1.0 / _GAMMA)
+    blurry = from_linear(acc / frames)
     blurry = blurry + rng.normal(0.0, rng.uniform(0.0, params.noise_sigma), blurry.shape)
-    return np.clip(np.round(blurry * 255.0), 0, 255).astype(np.uint8)
+    return quantize(blurry)
