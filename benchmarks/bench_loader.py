@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamodules.datasets import write_rgb  # noqa: E402
+from datamodules.image_io import write_rgb  # noqa: E402
 from datamodules.gopro import GoProDataModule  # noqa: E402
 from datamodules.motion_blur import blur_image  # noqa: E402
 from datamodules.synthetic import TRAIN_IMAGES, load_bundled_image  # noqa: E402

@@ -15,42 +15,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
 from datamodules.cache import DecodedPairCache
+from datamodules.image_io import read_rgb, to_tensor
 from datamodules.pairs import ImagePair
-
-# ITU-R BT.601 luma weights, as TF's rgb_to_grayscale used by the release.
-_GREY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140], dtype=np.float32)
-
-
-class ImageReadError(OSError):
-    """An image file could not be decoded."""
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as `(H, W, 3)` uint8 RGB; grey files are replicated to 3 channels."""
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if image is None:
-        raise ImageReadError(
-            f"cannot read image {path}: the file is missing, empty, truncated or not an image."
-            " Replace it or remove it (and its twin) from the dataset."
-        )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def write_rgb(path: str | Path, image: np.ndarray) -> None:
-    """Write an `(H, W, 3)` uint8 RGB image; the format follows the suffix (PNG is lossless)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write image {path}; is the folder writable and the suffix an image format?")
-
-
-def to_tensor(image: np.ndarray, grey: bool = False) -> Tensor:
-    """`(H, W, 3)` uint8 -> `(C, H, W)` float32 in [0, 1]; C = 1 if `grey` else 3."""
-    x = image.astype(np.float32) / 255.0
-    if grey:
-        x = (x @ _GREY_WEIGHTS)[..., None]  # (H, W, 1)
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 def read_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:

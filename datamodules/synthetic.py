@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from filelock import FileLock
 
-from datamodules.datasets import write_rgb
+from datamodules.image_io import write_rgb
 from datamodules.depth_of_field import defocus_regions
 from datamodules.gopro import GoProDataModule
 from datamodules.motion_blur import BlurParams, blur_image

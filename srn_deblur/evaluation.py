@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from datamodules.datasets import PairedImageDataset, write_rgb
+from datamodules.datasets import PairedImageDataset
+from datamodules.image_io import quantize, to_uint8, write_rgb
 from srn_deblur.inference import deblur, load_network
 from srn_deblur.utils import print_config
 
@@ -76,16 +77,6 @@ def image_scores(estimate: Tensor, sharp: Tensor) -> tuple[float, float]:
     )
     b = _SSIM_BORDER
     return float(psnr), float(ssim_map[..., b:-b, b:-b].mean())
-
-
-def quantize(image: Tensor) -> Tensor:
-    """Round [0, 1] values to the 256 levels an 8-bit PNG stores."""
-    return torch.round(image.clamp(0.0, 1.0) * 255.0) / 255.0
-
-
-def _to_uint8(image: Tensor) -> np.ndarray:
-    """`(1, 3, H, W)` in [0, 1] -> `(H, W, 3)` uint8."""
-    return (quantize(image)[0] * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def _synchronize(device: torch.device) -> None:
@@ -143,7 +134,7 @@ def evaluate_dataset(
         score = ImageScore(pair.sequence, pair.blurry.name, blurry.shape[-2], blurry.shape[-1], psnr, ssim, input_psnr, input_ssim, seconds)
         scores.append(score)
         if save_dir is not None:
-            write_rgb(Path(save_dir) / pair.sequence / f"{Path(pair.blurry.name).stem}.png", _to_uint8(estimate))
+            write_rgb(Path(save_dir) / pair.sequence / f"{Path(pair.blurry.name).stem}.png", to_uint8(estimate))
         log.info(
             "[%d/%d] %s/%s  PSNR %.2f dB (blurry %.2f)  SSIM %.4f  %.3f s",
             index + 1, count, pair.sequence, pair.blurry.name, psnr, input_psnr, ssim, seconds,

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.datasets import ImageReadError, PairedImageDataset, read_rgb
+from datamodules.datasets import PairedImageDataset
+from datamodules.image_io import ImageReadError, read_rgb
 from datamodules.depth_of_field import defocus_regions, disk_kernel
 from datamodules.gopro import GoProDataModule
 from datamodules.motion_blur import BlurParams, blur_image

@@ -14,7 +14,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from datamodules.datasets import read_rgb
+from datamodules.image_io import read_rgb
 from datamodules.gopro import GoProDataModule
 from datamodules.motion_blur import BlurParams, blur_image
 from datamodules.synthetic import load_bundled_image

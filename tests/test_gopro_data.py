@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from datamodules.cache import DecodedPairCache
-from datamodules.datasets import PairedImageDataset, paired_augmentations, read_rgb
+from datamodules.datasets import PairedImageDataset, paired_augmentations
+from datamodules.image_io import read_rgb
 from datamodules.gopro import GoProDataModule
 from datamodules.paired_folder import PairedFolderDataModule
 from datamodules.pairs import (

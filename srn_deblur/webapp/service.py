@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from datamodules.datasets import to_tensor
+from datamodules.image_io import to_tensor, to_uint8
 from srn_deblur.inference import deblur, load_network, tile_count
-from srn_deblur.webapp.uploads import Photo, encode_png, to_uint8
+from srn_deblur.webapp.uploads import Photo, encode_png
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from pathlib import PurePath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
 from werkzeug.utils import secure_filename
 
 # Pillow format name -> MIME type of the uploads the page and the API accept.
@@ -120,12 +119,6 @@ def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> Ph
     return Photo(np.asarray(rgb), download_name(name), image.info.get("icc_profile"))
 
 
-def to_uint8(image: Tensor) -> np.ndarray:
-    """`(3, H, W)` float in [0, 1] -> `(H, W, 3)` uint8, rounded as an 8-bit PNG stores it."""
-    # clamp copies; the in-place steps after it keep a 12 MP photo to one float copy.
-    return image.clamp(0.0, 1.0).mul_(255.0).round_().byte().permute(1, 2, 0).cpu().numpy()
-
-
 def encode_png(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
     """`(H, W, 3)` uint8 RGB -> PNG bytes (fast compression: big photos encode in a second)."""
     buffer = io.BytesIO()
@@ -143,5 +136,4 @@ __all__ = [
     "megapixels",
     "too_large_message",
     "encode_png",
-    "to_uint8",
 ]
