@@ -6,6 +6,7 @@ bias, and is followed by ReLU except the second conv of a ResBlock and the outpu
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -13,6 +14,23 @@ def _same_padding(kernel_size: int) -> int:
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd for a 'same' convolution, got {kernel_size}")
     return kernel_size // 2
+
+
+def _tf_same_amounts(length: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's 'SAME' padding of one axis: the extra pixel of an uneven total goes after."""
+    total = max((-(-length // stride) - 1) * stride + kernel_size - length, 0)
+    return total // 2, total - total // 2
+
+
+def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
+    """Zero-pad `(N, C, H, W)` as TF's 'SAME' does before a padding-0 conv.
+
+    With stride 2 and k = 5 on an even size TF pads 1 before and 2 after, where PyTorch's
+    symmetric `padding=2` pads 2 and 2: each output would see a window one pixel off.
+    """
+    top, bottom = _tf_same_amounts(x.shape[-2], kernel_size, stride)
+    left, right = _tf_same_amounts(x.shape[-1], kernel_size, stride)
+    return F.pad(x, (left, right, top, bottom))
 
 
 class ResBlock(nn.Module):
@@ -37,7 +55,8 @@ class EBlock(nn.Module):
     """Encoder block: a (strided) conv + ReLU that changes the width, then ResBlocks.
 
     With stride 1 this is the paper's InBlock, whose conv lifts the input channels to the
-    first feature width.
+    first feature width. `tf_padding` pads as TensorFlow's 'SAME' (asymmetric when strided),
+    as the release's weights need; the parameters are the same either way.
     """
 
     def __init__(
@@ -47,15 +66,18 @@ class EBlock(nn.Module):
         stride: int = 2,
         num_res_blocks: int = 3,
         kernel_size: int = 5,
+        tf_padding: bool = False,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=_same_padding(kernel_size)
-        )
+        pad = _same_padding(kernel_size)
+        self.tf_padding = tf_padding
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=0 if tf_padding else pad)
         self.relu = nn.ReLU(inplace=True)
         self.res_blocks = _res_blocks(out_channels, num_res_blocks, kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.tf_padding:
+            x = tf_same_pad(x, self.conv.kernel_size[0], self.conv.stride[0])
         # (N, Cin, H, W) -> (N, Cout, H/stride, W/stride)
         return self.res_blocks(self.relu(self.conv(x)))
 
@@ -66,6 +88,7 @@ class InBlock(EBlock):
     def __init__(
         self, in_channels: int, out_channels: int, num_res_blocks: int = 3, kernel_size: int = 5
     ) -> None:
+        # Stride 1 with an odd kernel: TF's 'SAME' and PyTorch's padding k // 2 agree.
         super().__init__(in_channels, out_channels, 1, num_res_blocks, kernel_size)
 
 

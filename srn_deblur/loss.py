@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from srn_deblur.recurrence import resize_bilinear
+from srn_deblur.recurrence import Resize, resize_bilinear
 
 
 class MultiScaleLoss(nn.Module):
@@ -19,11 +19,15 @@ class MultiScaleLoss(nn.Module):
 
     Args:
         scale_weights: kappa_i, coarsest first; `None` means 1.0 for every scale.
+        resize: how the sharp image is resized to each scale. Pass the network's own rule
+            (`SRNDeblurNet.resize`) so targets follow the convention its inputs were resized
+            with (TF 1.x's for the release's weights); PyTorch's bilinear by default.
     """
 
-    def __init__(self, scale_weights: Sequence[float] | None = None) -> None:
+    def __init__(self, scale_weights: Sequence[float] | None = None, resize: Resize | None = None) -> None:
         super().__init__()
         self.scale_weights = None if scale_weights is None else [float(w) for w in scale_weights]
+        self.resize = resize or resize_bilinear
 
     def forward(self, estimates: Sequence[Tensor], sharp: Tensor) -> Tensor:
         weights = self.scale_weights or [1.0] * len(estimates)
@@ -35,7 +39,7 @@ class MultiScaleLoss(nn.Module):
         sharp = sharp.float()
         total = sharp.new_zeros(())
         for weight, estimate in zip(weights, estimates):
-            target = resize_bilinear(sharp, tuple(estimate.shape[-2:]))
+            target = self.resize(sharp, tuple(estimate.shape[-2:]))
             total = total + weight * F.mse_loss(estimate.float(), target)
         return total
 

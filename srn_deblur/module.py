@@ -74,7 +74,8 @@ class SRNLitModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer"], logger=False)
         self.optimizer_factory = optimizer
         self.net = net
-        self.criterion = MultiScaleLoss(scale_weights)
+        # The loss resizes its targets with the network's own rule (TF 1.x's for the release's weights).
+        self.criterion = MultiScaleLoss(scale_weights, resize=getattr(net, "resize", None))
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.val_metrics = _image_metrics().clone(prefix="val/")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from srn_deblur.blocks import DBlock, EBlock, InBlock, OutBlock
-from srn_deblur.recurrence import RECURRENCE_TYPES, build_recurrence, resize_bilinear
+from srn_deblur.recurrence import RECURRENCE_TYPES, build_recurrence, resize_rule
 
 # The encoder halves the size twice, so every scale's input must divide by 4.
 _ENCODER_STRIDE = 4
@@ -36,12 +36,13 @@ class EncoderDecoder(nn.Module):
         deconv_kernel_size: int = 4,
         recurrence: str = "lstm",
         recurrent_kernel_size: int = 3,
+        tf_padding: bool = False,
     ) -> None:
         super().__init__()
         w1, w2, w3 = widths
         self.in_block = InBlock(2 * channels, w1, num_res_blocks, kernel_size)
-        self.eblock1 = EBlock(w1, w2, 2, num_res_blocks, kernel_size)
-        self.eblock2 = EBlock(w2, w3, 2, num_res_blocks, kernel_size)
+        self.eblock1 = EBlock(w1, w2, 2, num_res_blocks, kernel_size, tf_padding)
+        self.eblock2 = EBlock(w2, w3, 2, num_res_blocks, kernel_size, tf_padding)
         self.recurrent = build_recurrence(recurrence, w3, recurrent_kernel_size)
         self.dblock1 = DBlock(w3, w2, num_res_blocks, kernel_size, deconv_kernel_size)
         self.dblock2 = DBlock(w2, w1, num_res_blocks, kernel_size, deconv_kernel_size)
@@ -77,6 +78,10 @@ class SRNDeblurNet(nn.Module):
         residual: predict `blurry + estimate` instead of the image itself. Off in the paper;
             it lets a short CPU run beat the blurry input quickly.
         pad_mode: how inputs are padded to the size every scale needs (`replicate`/`reflect`).
+        tf_exact: follow TensorFlow 1.x's op conventions, as the release's trained weights need:
+            strided convs padded as TF's 'SAME' and every bilinear resize (input pyramid,
+            previous estimate, recurrent state, the loss's targets) without half-pixel centres.
+            Same parameters either way; off = PyTorch's conventions, for training from scratch.
 
     Input: `(N, C, H, W)` float in [0, 1], any H, W. Output: list of `num_scales` estimates,
     coarsest first; the last one is full resolution `(N, C, H, W)` and is the result.
@@ -96,6 +101,7 @@ class SRNDeblurNet(nn.Module):
         shared_weights: bool = True,
         residual: bool = False,
         pad_mode: str = "replicate",
+        tf_exact: bool = False,
     ) -> None:
         super().__init__()
         if channels not in (1, 3):
@@ -124,6 +130,7 @@ class SRNDeblurNet(nn.Module):
             "shared_weights": shared_weights,
             "residual": residual,
             "pad_mode": pad_mode,
+            "tf_exact": tf_exact,
         }
         self.channels = channels
         self.num_scales = num_scales
@@ -131,6 +138,8 @@ class SRNDeblurNet(nn.Module):
         self.residual = residual
         self.pad_mode = pad_mode
         self.shared_weights = shared_weights
+        self.tf_exact = tf_exact
+        self._resize = resize_rule(tf_exact)
         n_nets = 1 if shared_weights else num_scales
         self.nets = nn.ModuleList(
             EncoderDecoder(
@@ -141,6 +150,7 @@ class SRNDeblurNet(nn.Module):
                 deconv_kernel_size,
                 recurrence,
                 recurrent_kernel_size,
+                tf_padding=tf_exact,
             )
             for _ in range(n_nets)
         )
@@ -161,6 +171,11 @@ class SRNDeblurNet(nn.Module):
         if self.residual:
             for net in self.nets:
                 nn.init.zeros_(net.out_block.conv.weight)
+
+    def resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Bilinear resize `(N, C, h, w)` to `size` with this network's convention (TF 1.x's or
+        PyTorch's); the multi-scale loss resizes its targets with it too, so they always match."""
+        return self._resize(x, size)
 
     @property
     def recurrent_parameters(self) -> list[nn.Parameter]:
@@ -206,12 +221,12 @@ class SRNDeblurNet(nn.Module):
         state = None
         for step, level in enumerate(reversed(range(self.num_scales))):  # coarsest first
             size = self.scale_size(ph, pw, level)
-            b_i = resize_bilinear(x, size)  # (N', C, h_i, w_i)
+            b_i = self.resize(x, size)  # (N', C, h_i, w_i)
             # The previous estimate is an input, not a path for gradients (stop_gradient).
-            prev_i = b_i if previous is None else resize_bilinear(previous.detach(), size)
+            prev_i = b_i if previous is None else self.resize(previous.detach(), size)
             net = self.nets[0 if self.shared_weights else step]
             bottleneck = (size[0] // _ENCODER_STRIDE, size[1] // _ENCODER_STRIDE)
-            state = net.recurrent.resize_state(state, bottleneck)
+            state = net.recurrent.resize_state(state, bottleneck, self.resize)
             out, state = net(torch.cat([b_i, prev_i], dim=1), state)  # (N', C, h_i, w_i)
             if self.residual:
                 out = out + b_i

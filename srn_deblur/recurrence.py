@@ -5,24 +5,68 @@ RNN, a ConvGRU and no recurrence at all. Every cell has the same interface so th
 scale-recurrent wrapper never needs to know which one it holds:
 
 * ``cell(x, state) -> (features, state)``, with ``state=None`` meaning zeros;
-* ``cell.resize_state(state, size)``, bilinear resizing of every state tensor to the
-  next scale's bottleneck size.
+* ``cell.resize_state(state, size, resize)``, bilinear resizing of every state tensor to
+  the next scale's bottleneck size with the network's resize rule.
+
+Two bilinear resize rules live here, one for each framework's convention; a network picks one
+(`SRNDeblurNet.resize`) and uses it everywhere, loss targets included.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 State = tuple[Tensor, ...]
+Resize = Callable[[Tensor, tuple[int, int]], Tensor]
 
 
 def resize_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize as TF1's `resize_images` (no corner alignment, no antialiasing)."""
+    """PyTorch's bilinear resize: half-pixel centres (`align_corners=False`), no antialiasing.
+
+    This is *not* TF 1.x's `resize_images`, which has no half-pixel offset (see
+    `resize_bilinear_tf1`); it is the convention of networks trained here from scratch.
+    """
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _tf1_taps(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """TF 1.x sampling along one axis: `src = dst * in / out`, neighbours floor(src) and the next
+    one clamped to the edge, and the fractional weight (computed in float32, as TF does)."""
+    scale = torch.tensor(n_in, dtype=torch.float32) / n_out  # a float32 quotient, as TF's
+    src = torch.arange(n_out, device=device, dtype=torch.float32) * scale.to(device)
+    lower = src.floor().long().clamp(max=n_in - 1)
+    upper = (lower + 1).clamp(max=n_in - 1)
+    return lower, upper, src - lower.float()
+
+
+def resize_bilinear_tf1(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize exactly as TF 1.x's `resize_images(BILINEAR, align_corners=False)`.
+
+    No half-pixel offset: a 2x downscale is plain decimation `x[..., ::2, ::2]`. The release's
+    weights were trained with it for the input pyramid, the previous estimate, the ConvLSTM
+    state and the loss's targets. Interpolates along the width first, then the height, as TF.
+    """
+    (h, w), (oh, ow) = x.shape[-2:], size
+    if (h, w) == (oh, ow):
+        return x
+    left, right, wx = _tf1_taps(w, ow, x.device)
+    top, bottom, wy = _tf1_taps(h, oh, x.device)
+    wx, wy = wx.to(x.dtype), wy.to(x.dtype)
+    x_left, x_right = x[..., left], x[..., right]  # (..., h, ow)
+    rows = x_left + (x_right - x_left) * wx
+    r_top, r_bottom = rows[..., top, :], rows[..., bottom, :]  # (..., oh, ow)
+    return r_top + (r_bottom - r_top) * wy[:, None]
+
+
+def resize_rule(tf_exact: bool) -> Resize:
+    """The bilinear resize of a network's convention: TF 1.x's or PyTorch's."""
+    return resize_bilinear_tf1 if tf_exact else resize_bilinear
 
 
 class _ConvRecurrentCell(nn.Module):
@@ -45,10 +89,14 @@ class _ConvRecurrentCell(nn.Module):
         """At least float32: under bf16 autocast the memory stays in float32 across scales."""
         return torch.promote_types(x.dtype, torch.float32)
 
-    def resize_state(self, state: State | None, size: tuple[int, int]) -> State | None:
+    def resize_state(
+        self, state: State | None, size: tuple[int, int], resize: Resize = resize_bilinear
+    ) -> State | None:
+        # Bilinear resizing acts per channel, so resizing c and h apart equals the release's
+        # resizing of its one concatenated [c, h] state tensor.
         if state is None:
             return None
-        return tuple(resize_bilinear(s, size) for s in state)
+        return tuple(resize(s, size) for s in state)
 
 
 class ConvLSTMCell(_ConvRecurrentCell):
@@ -112,7 +160,9 @@ class NoRecurrence(nn.Module):
     def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, None]:
         return x, None
 
-    def resize_state(self, state: State | None, size: tuple[int, int]) -> None:
+    def resize_state(
+        self, state: State | None, size: tuple[int, int], resize: Resize = resize_bilinear
+    ) -> None:
         return None
 
 
