@@ -59,7 +59,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "color_lstm": {"channels": 3},  # 3-channel with ConvLSTM (the CPU reference)
     "color": {"channels": 3, "recurrence": "none"},  # the release's default
     "gray": {"recurrence": "none"},
-    # The CPU demo's network (configs/experiment/demo.yaml) and its earlier, deeper variant.
+    # The CPU demo's network (configs/model/demo.yaml) and its earlier, deeper variant.
     "demo": {"channels": 3, "widths": (16, 32, 64), "num_res_blocks": 0, "residual": True},
     "demo_rb1": {"channels": 3, "widths": (16, 32, 64), "num_res_blocks": 1, "residual": True},
 }

@@ -44,24 +44,8 @@ def compose_config(overrides: list[str], output_dir: Path, config_name: str = "t
     return cfg
 
 
-TINY_TRAINING = [
-    "experiment=demo",
-    "+data.train_images=[astronaut,coins]",
-    "+data.test_images=[chelsea]",
-    "data.train_frames=2",
-    "data.val_sequences=null",  # the demo holds out `rocket`, which this tiny set lacks
-    "data.max_side=96",
-    "data.batch_size=2",
-    "data.crop_size=32",
-    "data.train_samples_per_epoch=4",
-    "model.net.widths=[4,8,8]",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1",
-    "trainer.precision=32-true",
-    "trainer.enable_progress_bar=false",  # also checks this drops the callbacks group's bar
-    "~callbacks.model_summary",
-    "+print_config=false",
-]
+# A seconds-long CPU run on a tiny synthetic set (configs/debug/tiny.yaml).
+TINY_TRAINING = ["debug=tiny"]
 
 
 @pytest.fixture

@@ -518,7 +518,7 @@ def test_config_builds_the_app_on_localhost_from_the_newest_demo_checkpoint(net,
     from srn_deblur.webapp import server
 
     cfg = compose_config(["service.max_queue=3"], tmp_path, config_name="app")
-    assert cfg.host == "127.0.0.1" and cfg.ckpt_path is None and cfg.checkpoint_task == "demo"
+    assert cfg.host == "127.0.0.1" and cfg.ckpt_path is None and cfg.checkpoint_task == "train"
     ckpt = save_checkpoint(net, Path(cfg.paths.log_dir) / "demo/runs/2026-01-01_00-00-00/checkpoints/last.ckpt")
     calls = {}
 

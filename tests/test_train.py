@@ -15,15 +15,62 @@ from tests.conftest import CONFIG_DIR, compose_config
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
 
+def release_parameter_count(
+    channels: int, lstm: bool, blocks: int = 3, widths: tuple[int, int, int] = (32, 64, 128), k: int = 5
+) -> int:
+    """Trainable parameters of the release's network, counted from its layer table: 5x5 convs,
+    4x4 transposed convs, `blocks` ResBlocks of two convs in each of the 6 blocks, 3x3 ConvLSTM."""
+    w1, w2, w3 = widths
+
+    def conv(kh: int, cin: int, cout: int) -> int:
+        return kh * kh * cin * cout + cout
+
+    def res(c: int) -> int:
+        return blocks * 2 * conv(k, c, c)
+
+    total = conv(k, 2 * channels, w1) + res(w1) + conv(k, w1, w2) + res(w2) + conv(k, w2, w3) + res(w3)
+    total += conv(3, 2 * w3, 4 * w3) if lstm else 0
+    total += res(w3) + conv(4, w3, w2) + res(w2) + conv(4, w2, w1) + res(w1) + conv(k, w1, channels)
+    return total
+
+
+def _count(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     import hydra
 
     cfg = compose_config([f"experiment={experiment}"], tmp_path)
     assert cfg.model.net._target_ == "srn_deblur.network.SRNDeblurNet"
-    net = hydra.utils.instantiate(cfg.model.net)
-    assert net.channels == cfg.data.train_channels
+    assert cfg.task_name == experiment  # each recipe files its runs under its own name
+    hydra.utils.instantiate(cfg.model.net)
     hydra.utils.instantiate(cfg.data)  # constructing a DataModule touches no files
+
+
+@pytest.mark.parametrize(
+    ("overrides", "channels", "lstm"),
+    [
+        (["model=srn_color", "data=gopro", "paths.data_dir=/nonexistent"], 3, False),
+        (["model=srn_gray", "data=paired_folder", "paths.data_dir=/nonexistent"], 1, False),
+        (["model=srn_lstm"], 1, True),
+        (["experiment=gopro_release_color"], 3, False),
+    ],
+)
+def test_choosing_a_model_gives_the_released_network_whatever_else_is_chosen(overrides, channels, lstm, tmp_path):
+    import hydra
+
+    cfg = compose_config(overrides, tmp_path)
+    assert _count(hydra.utils.instantiate(cfg.model.net)) == release_parameter_count(channels, lstm)
+    assert cfg.task_name != "demo"
+
+
+def test_released_parameter_counts_match_the_papers_table():
+    # The release's README figures, as a check on the layer-table count above.
+    assert (release_parameter_count(1, True), release_parameter_count(3, False), release_parameter_count(1, False)) == (
+        8_056_609, 6_881_251, 6_876_449
+    )
 
 
 def test_gopro_full_is_the_papers_recipe(tmp_path):
@@ -38,8 +85,27 @@ def test_gopro_full_is_the_papers_recipe(tmp_path):
     assert cfg.model.net.recurrence == "lstm" and cfg.model.net.channels == 1
 
 
-def test_default_config_is_the_demo(tmp_path):
-    assert compose_config([], tmp_path).task_name == "demo"
+def test_default_config_is_the_cpu_demo(tmp_path):
+    import hydra
+
+    cfg = compose_config([], tmp_path)
+    net = hydra.utils.instantiate(cfg.model.net)
+    # Widths 16/32/64, no ResBlocks, colour, ConvLSTM, residual output starting at the identity.
+    assert (net.channels, net.residual) == (3, True)
+    assert _count(net) == release_parameter_count(3, True, blocks=0, widths=(16, 32, 64))
+    assert cfg.data._target_ == "datamodules.synthetic.SyntheticDataModule"
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.trainer.max_time == "00:00:09:00" and cfg.test_ckpt == "last"
+    assert {"ema", "max_time_decay"} <= set(cfg.callbacks)
+
+
+def test_debug_configs_compose_as_named(tmp_path):
+    assert compose_config(["debug=fdr"], tmp_path).trainer.fast_dev_run is True
+    overfit = compose_config(["debug=overfit"], tmp_path).trainer
+    assert overfit.overfit_batches == 1 and overfit.max_time is None
+    limit = compose_config(["debug=limit"], tmp_path).trainer
+    assert (limit.limit_train_batches, limit.limit_val_batches, limit.max_epochs) == (3, 2, 2)
+    assert compose_config(["debug=profiler"], tmp_path).trainer.profiler == "simple"
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_overrides(tmp_path: Path) -> list[str]:
     """`TINY_TRAINING` for the command line, with the synthetic data under `tmp_path`."""
-    # `++` sets the key whether or not the trainer config already declares it.
-    overrides = [f"++{o}" if o.startswith("trainer.enable_progress_bar=") else o for o in TINY_TRAINING]
-    return [*overrides, f"paths.data_dir={tmp_path / 'data'}"]
+    return [*TINY_TRAINING, f"paths.data_dir={tmp_path / 'data'}"]
 
 
 def train_command(overrides: list[str], multirun: bool = False) -> list[str]:
