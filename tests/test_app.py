@@ -514,12 +514,12 @@ def test_device_choice():
             resolve_device("cuda")
 
 
-def test_config_builds_the_app_on_localhost_from_the_newest_demo_checkpoint(net, tmp_path, monkeypatch):
+def test_config_builds_the_app_on_localhost_from_the_newest_training_checkpoint(net, tmp_path, monkeypatch):
     from srn_deblur.webapp import server
 
     cfg = compose_config(["service.max_queue=3"], tmp_path, config_name="app")
     assert cfg.host == "127.0.0.1" and cfg.ckpt_path is None and cfg.checkpoint_task == "train"
-    ckpt = save_checkpoint(net, Path(cfg.paths.log_dir) / "demo/runs/2026-01-01_00-00-00/checkpoints/last.ckpt")
+    ckpt = save_checkpoint(net, Path(cfg.paths.log_dir) / "train/runs/2026-01-01_00-00-00/checkpoints/last.ckpt")
     calls = {}
 
     def fake_serve(app, **kwargs):  # waitress would block; record how it was asked to listen
