@@ -7,11 +7,14 @@ A leaf module: it imports nothing of the project's.
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 # ITU-R BT.601 luma weights, as TF's rgb_to_grayscale used by the release.
@@ -24,6 +27,92 @@ ROUNDINGS = ("round", "truncate")
 
 class ImageReadError(OSError):
     """An image file could not be decoded."""
+
+
+class ImageDecodeError(ImageReadError):
+    """Photo bytes that `decode_image` refuses; `reason` says which check failed, so a caller
+    maps it to its own answer (the web app to an HTTP status, `deblur.py` to a skip).
+
+    Reasons: `empty`, `not_image`, `format` (an image, but not an accepted format),
+    `too_many_pixels`, `corrupt` (truncated or damaged).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A decoded photo, upright (EXIF orientation applied): `pixels` is `(H, W, 3)` uint8 RGB;
+    `icc_profile` the input's colour profile (copy it to the output so colours look the same)."""
+
+    pixels: np.ndarray
+    format: str
+    icc_profile: bytes | None = None
+
+
+def _label(name: str) -> str:
+    return f"'{name}'" if name else "the upload"
+
+
+def _to_rgb8(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> `(H, W, 3)` uint8 RGB: 16-bit grey scaled (not clipped) to 8 bits,
+    alpha dropped (the colour under it kept), palettes and grey expanded."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        levels = np.asarray(image).astype(np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or levels.max() > 255 else 255.0
+        grey = np.clip(np.rint(levels * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
+def decode_image(
+    data: bytes, name: str = "", max_pixels: int | None = None, formats: tuple[str, ...] | None = None
+) -> DecodedImage:
+    """Decode photo bytes (any format Pillow reads, or only `formats`) into upright 8-bit RGB.
+
+    Grey, palette, RGBA and 16-bit images become RGB. The pixel limit is checked from the
+    header, before any pixel is decoded, so an oversized or decompression-bomb image costs no
+    memory. Raises `ImageDecodeError` naming `name` and what to do.
+    """
+    label = _label(name)
+    if not data:
+        raise ImageDecodeError(f"{label} is empty (0 bytes)", "empty")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        limit = f" below {max_pixels / 1e6:.3g} MP" if max_pixels else ""
+        message = f"{label} has far too many pixels ({exc}); downscale it{limit}"
+        raise ImageDecodeError(message, "too_many_pixels") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageDecodeError(f"{label} cannot be read as an image", "not_image") from exc
+    if formats is not None and image.format not in formats:
+        raise ImageDecodeError(f"{label} is a {image.format} image", "format")
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{label} is {width}x{height} ({width * height / 1e6:.3g} MP), over the limit of"
+            f" {max_pixels / 1e6:.3g} MP",
+            "too_many_pixels",
+        )
+    try:
+        image.load()  # decodes now, so a truncated file fails here and not later
+        pixels = _to_rgb8(ImageOps.exif_transpose(image))
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ImageDecodeError(f"{label} is truncated or corrupt ({reason})", "corrupt") from exc
+    return DecodedImage(pixels, str(image.format), image.info.get("icc_profile"))
+
+
+def read_photo(path: str | Path, max_pixels: int | None = None) -> DecodedImage:
+    """Read a photo file as the web app decodes an upload (`decode_image`); errors name the path."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}", "not_image") from exc
+    return decode_image(data, str(path), max_pixels)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -77,3 +166,19 @@ def to_uint8(image: Tensor, rounding: str = "round") -> np.ndarray:
     levels = image.float().clamp(0.0, 1.0).mul_(255.0)
     levels = levels.round_() if rounding == "round" else levels.floor_()
     return levels.byte().permute(1, 2, 0).cpu().numpy()
+
+
+__all__ = [
+    "GREY_WEIGHTS",
+    "ROUNDINGS",
+    "DecodedImage",
+    "ImageDecodeError",
+    "ImageReadError",
+    "decode_image",
+    "quantize",
+    "read_photo",
+    "read_rgb",
+    "to_tensor",
+    "to_uint8",
+    "write_rgb",
+]

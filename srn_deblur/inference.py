@@ -1,21 +1,33 @@
-"""Loading trained networks and deblurring images of any size, whole or in tiles.
+"""Loading trained networks and deblurring images of any size, whole or in tiles: the one
+inference path.
 
-Shared by evaluation, the web app, benchmarks and export, so there is one loader with one set
-of error messages and one tiling scheme.
+Shared by evaluation, the web app, `deblur.py`, benchmarks and export, so there is one loader
+with one set of error messages, one tiling scheme (`srn_deblur.tiling`) and one fast path
+(precision and channels-last, `srn_deblur.devices`).
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from srn_deblur.devices import autocast, resolve_precision
 from srn_deblur.network import SRNDeblurNet
+from srn_deblur.tiling import (
+    TilePlan,
+    free_memory,
+    plan_tiles,
+    ramp,
+    tile_count,
+    tile_grid,
+    tiles_per_batch,
+)
 
 
 class CheckpointError(ValueError):
@@ -104,19 +116,6 @@ def save_network(net: nn.Module, path: str | Path) -> Path:
     return path
 
 
-def _ramp(length: int, overlap: int, device: torch.device) -> Tensor:
-    """1D blending weights: rising linearly over `overlap` pixels at both ends, never zero."""
-    pos = torch.arange(length, device=device, dtype=torch.float32)
-    ramp = torch.minimum(pos + 1, length - pos) / max(overlap, 1)
-    return ramp.clamp(1e-3, 1.0)
-
-
-def _starts(length: int, tile: int, stride: int) -> list[int]:
-    """Tile positions, all multiples of `stride` (itself a multiple of the network's size
-    multiple); the last tile may be shorter and stop at the image edge, never shift off-grid."""
-    return list(range(0, max(length - tile, 0) + stride, stride)) if length > tile else [0]
-
-
 @torch.inference_mode()
 def deblur(
     net: nn.Module,
@@ -124,59 +123,89 @@ def deblur(
     tile_size: int | None = None,
     tile_overlap: int = 64,
     max_pixels: int | None = None,
+    *,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    batch_tiles: int | str = "auto",
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> Tensor:
-    """Deblur `(N, C, H, W)` images in [0, 1]; returns the finest estimate clamped to [0, 1].
+    """Deblur `(N, C, H, W)` images in [0, 1]; returns the finest estimate, float32 in [0, 1].
 
-    When to tile: with `max_pixels` set, only images of more than `max_pixels` pixels are
-    tiled (with `tile_size`, default 512); without it, `tile_size` alone forces tiling and no
-    `tile_size` means whole-image inference. Tiles overlap by `tile_overlap` pixels and
-    are blended with linear ramps, so peak memory depends on the tile size, not the photo.
-    Tile positions are multiples of the network's size multiple (16 for 3 scales), so each
-    tile sees the same coarse-scale sampling grid as the whole image would.
+    Tiling follows `plan_tiles(H, W, tile_size, tile_overlap, max_pixels)`: tiles overlap by
+    `tile_overlap` pixels and are blended with linear ramps, so peak memory depends on the tile
+    size, not the photo. The fast path: `precision` (`auto`, `fp32`, `bf16`, `fp16`; see
+    `srn_deblur.devices.resolve_precision`) runs the network under autocast, `channels_last`
+    converts it (in place, once) and its inputs to channels-last memory. `batch_tiles` tiles of
+    one shape run per pass: `auto` = 1 on the CPU, and on CUDA as many as the free memory
+    (`torch.cuda.mem_get_info`) holds, measured from the first tile's peak. `on_tile(done,
+    total)` is called after each pass with the tiles done so far (progress counters).
     """
     if blurry.dim() != 4:
         raise ValueError(f"expected (N, C, H, W) images, got shape {tuple(blurry.shape)}")
     n, c, h, w = blurry.shape
-    if max_pixels is not None:
-        tile_size = (tile_size or 512) if h * w > max_pixels else None
-    if tile_size is None or (h <= tile_size and w <= tile_size):
-        return net(blurry)[-1].float().clamp(0.0, 1.0)
-
+    device = blurry.device
+    precision = resolve_precision(precision, device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
     align = net.padded_length(1) if hasattr(net, "padded_length") else 16
-    tile, tops, lefts = tile_grid(h, w, tile_size, tile_overlap, align)
-    _, overlap = _tile_geometry(tile_size, tile_overlap, align)
-    out = torch.zeros(n, c, h, w, dtype=torch.float32, device=blurry.device)
-    weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=blurry.device)
-    for top in tops:
-        for left in lefts:
-            patch = blurry[..., top : top + tile, left : left + tile]
-            ph, pw = patch.shape[-2:]
-            result = net(patch)[-1].float()  # (N, C, ph, pw)
-            wy = _ramp(ph, overlap, blurry.device) if h > tile else torch.ones(ph, device=blurry.device)
-            wx = _ramp(pw, overlap, blurry.device) if w > tile else torch.ones(pw, device=blurry.device)
-            wt = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, ph, pw)
-            out[..., top : top + ph, left : left + pw] += result * wt
+    plan = plan_tiles(h, w, tile_size, tile_overlap, max_pixels, align)
+
+    def run(x: Tensor) -> Tensor:  # (B, C, h, w) -> (B, C, h, w) float32
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(precision, device):
+            return net(x)[-1].float()
+
+    if plan.whole:
+        out = run(blurry).clamp_(0.0, 1.0)
+        if on_tile is not None:
+            on_tile(1, 1)
+        return out.contiguous()
+
+    out = torch.zeros(n, c, h, w, dtype=torch.float32, device=device)
+    weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=device)
+    ones = {length: torch.ones(length, device=device) for length in (h, w)}
+
+    def blend(positions: list[tuple[int, int]]) -> None:
+        ph, pw = plan.tile_shape(*positions[0])
+        patches = [blurry[..., t : t + ph, left : left + pw] for t, left in positions]
+        result = run(torch.cat(patches))  # (len(positions) * N, C, ph, pw)
+        wy = ramp(ph, plan.overlap, device) if h > plan.tile else ones[h]
+        wx = ramp(pw, plan.overlap, device) if w > plan.tile else ones[w]
+        wt = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, ph, pw)
+        for k, (top, left) in enumerate(positions):
+            out[..., top : top + ph, left : left + pw] += result[k * n : (k + 1) * n] * wt
             weight[..., top : top + ph, left : left + pw] += wt
+
+    done, skip = 0, set()
+    size = 1 if batch_tiles == "auto" else int(batch_tiles)
+    if batch_tiles == "auto" and device.type == "cuda" and plan.count > 1:
+        # One tile alone first: its peak memory, over the free memory, sizes the batches.
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        first = plan.positions[0]
+        blend([first])
+        done, skip = 1, {first}
+        peak = torch.cuda.max_memory_allocated(device) - before
+        size = tiles_per_batch(plan.count - 1, peak, free_memory(device) or 0)
+        if on_tile is not None:
+            on_tile(done, plan.count)
+    for group in plan.batches(size, skip):
+        blend(group)
+        done += len(group)
+        if on_tile is not None:
+            on_tile(done, plan.count)
     return out.div_(weight).clamp_(0.0, 1.0)  # in place: no extra full-size copies
 
 
-def _tile_geometry(tile_size: int, tile_overlap: int, align: int) -> tuple[int, int]:
-    """Tile side and overlap rounded down to multiples of `align`; the overlap stays below the tile."""
-    tile = max(align, (tile_size // align) * align)
-    return tile, min((tile_overlap // align) * align, tile - align)
-
-
-def tile_grid(height: int, width: int, tile_size: int, tile_overlap: int = 64, align: int = 16) -> tuple[int, list[int], list[int]]:
-    """The tile side and the top and left tile positions `deblur` uses for an image size."""
-    tile, overlap = _tile_geometry(tile_size, tile_overlap, align)
-    stride = tile - overlap
-    return tile, _starts(height, tile, stride), _starts(width, tile, stride)
-
-
-def tile_count(height: int, width: int, tile_size: int, tile_overlap: int = 64, align: int = 16) -> int:
-    """How many tiles `deblur` runs for an image of this size (for progress reporting)."""
-    _, tops, lefts = tile_grid(height, width, tile_size, tile_overlap, align)
-    return len(tops) * len(lefts)
-
-
-__all__ = ["CheckpointError", "deblur", "load_network", "network_state_dict", "save_network", "tile_count", "tile_grid"]
+__all__ = [
+    "CheckpointError",
+    "TilePlan",
+    "deblur",
+    "load_network",
+    "network_state_dict",
+    "plan_tiles",
+    "save_network",
+    "tile_count",
+    "tile_grid",
+]

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from werkzeug.utils import secure_filename
+
+from datamodules.image_io import ImageDecodeError, decode_image
 
 # Pillow format name -> MIME type of the uploads the page and the API accept.
 ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -72,51 +74,36 @@ def download_name(name: str) -> str:
 
 
 def decode_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> Photo:
-    """Decode an uploaded PNG/JPEG/WebP into an upright RGB photo.
+    """Decode an uploaded PNG/JPEG/WebP into an upright RGB photo (`datamodules.image_io`).
 
-    The pixel limit is checked from the header, before any pixel is decoded, so an oversized
-    or decompression-bomb image costs no memory. Raises `UploadError` with a 4xx status:
-    400 for an empty, truncated or corrupt file, 413 over `max_bytes` or `max_pixels`,
-    415 for something that is not an accepted image.
+    Raises `UploadError` with a 4xx status: 400 for an empty, truncated or corrupt file, 413
+    over `max_bytes` or `max_pixels` (checked from the header, before decoding), 415 for
+    something that is not an accepted image.
     """
-    label = _label(name)
-    if not data:
-        raise UploadError(f"{label} is empty (0 bytes): choose a {_ACCEPTED_TEXT} photo and upload it again")
     if len(data) > max_bytes:
         raise UploadError(too_large_message(name, max_bytes), 413)
     try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise UploadError(
-            f"{label} has far too many pixels ({exc}); downscale it below {megapixels(max_pixels)}", 413
-        ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UploadError(
-            f"{label} cannot be read as an image: it is not a {_ACCEPTED_TEXT} file, or it is cut off"
-            f" too early to tell. Upload a {_ACCEPTED_TEXT} photo.",
-            415,
-        ) from exc
-    if image.format not in ACCEPTED_FORMATS:
-        raise UploadError(
-            f"{label} is a {image.format} image; this app accepts {_ACCEPTED_TEXT}: convert it first", 415
-        )
-    width, height = image.size
-    if width * height > max_pixels:
-        raise UploadError(
-            f"{label} is {width}x{height} ({megapixels(width * height)}), over this server's limit of"
-            f" {megapixels(max_pixels)}: downscale it, or start the app with a higher limits.max_pixels",
-            413,
-        )
-    try:
-        image.load()  # decodes now, so a truncated file fails here and not in the worker
-        upright = ImageOps.exif_transpose(image)
-        rgb = upright.convert("RGB")
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise UploadError(
-            f"{label} is truncated or corrupt ({reason}): upload the complete file again"
-        ) from exc
-    return Photo(np.asarray(rgb), download_name(name), image.info.get("icc_profile"))
+        image = decode_image(data, name, max_pixels, tuple(ACCEPTED_FORMATS))
+    except ImageDecodeError as exc:
+        raise UploadError(_upload_message(exc), _STATUS[exc.reason]) from exc
+    return Photo(image.pixels, download_name(name), image.icc_profile)
+
+
+# What each refusal of `decode_image` answers, and what the user should do about it.
+_STATUS = {"empty": 400, "corrupt": 400, "too_many_pixels": 413, "not_image": 415, "format": 415}
+_ADVICE = {
+    "empty": f": choose a {_ACCEPTED_TEXT} photo and upload it again",
+    "corrupt": ": upload the complete file again",
+    "too_many_pixels": ": downscale it, or start the app with a higher limits.max_pixels",
+    "not_image": f": it is not a {_ACCEPTED_TEXT} file, or it is cut off too early to tell. Upload a"
+    f" {_ACCEPTED_TEXT} photo.",
+    "format": f"; this app accepts {_ACCEPTED_TEXT}: convert it first",
+}
+
+
+def _upload_message(exc: ImageDecodeError) -> str:
+    message = str(exc).replace("over the limit of", "over this server's limit of")
+    return message + _ADVICE[exc.reason]
 
 
 def encode_png(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
