@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on full-size test images: `python evaluate.py ckpt_path=... data=gopro`."""
+"""Score a checkpoint on full-size test images: `python evaluate.py ckpt_path=... protocol=matlab`."""
 
 from __future__ import annotations
 

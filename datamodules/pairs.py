@@ -117,6 +117,50 @@ def read_pair_list(list_file: str | Path, root: str | Path | None = None) -> lis
     return pairs
 
 
+HIDE_TEST_SUBSETS = ("test-close-ups", "test-long-shot")
+
+
+def _hide_sequence(stem: str) -> str:
+    # HIDE names a frame `<n>from<source video>`: frames of one video form a sequence.
+    number, sep, video = stem.partition("from")
+    return video if sep and number.isdigit() and video else stem
+
+
+def find_hide_pairs(
+    root: str | Path, split: str, subsets: Sequence[str] = HIDE_TEST_SUBSETS
+) -> list[ImagePair]:
+    """HIDE's pairs: blurry `root/train/*` or `root/test/<subset>/*`, sharp `root/GT/<same name>`.
+
+    A test pair's sequence is its subset (close-ups or long shots, which papers report apart);
+    a training pair's is the video named in its file name. Raises `DatasetLayoutError` naming a
+    missing folder or a blurry image without its sharp twin.
+    """
+    root = Path(root).expanduser()
+    gt = root / "GT"
+    folders = [root / "train"] if split == "train" else [root / "test" / subset for subset in subsets]
+    for folder in (gt, *folders):
+        if not folder.is_dir():
+            raise DatasetLayoutError(
+                f"HIDE folder {folder} does not exist. Expected <data_dir>/GT/, <data_dir>/train/ and"
+                f" <data_dir>/test/{{{','.join(HIDE_TEST_SUBSETS)}}}/: set data.data_dir to the"
+                " HIDE_dataset folder"
+            )
+    pairs = []
+    for folder in folders:
+        for blurry in _images(folder):
+            sharp = gt / blurry.name
+            if not sharp.is_file():
+                raise DatasetLayoutError(
+                    f"blurry image {blurry} has no sharp twin {sharp}; add it or remove the blurry image"
+                )
+            pairs.append(
+                ImagePair(blurry, sharp, folder.name if split != "train" else _hide_sequence(blurry.stem))
+            )
+    if not pairs:
+        raise DatasetLayoutError(f"no images found in {', '.join(map(str, folders))}")
+    return pairs
+
+
 def count_sequences(pairs: Sequence[ImagePair]) -> dict[str, int]:
     """Pairs per sequence, in order of first appearance."""
     return dict(Counter(p.sequence for p in pairs))

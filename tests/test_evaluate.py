@@ -14,13 +14,14 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from datamodules.image_io import read_rgb
 from datamodules.gopro import GoProDataModule
+from datamodules.image_io import read_rgb
 from datamodules.motion_blur import BlurParams, blur_image
 from datamodules.synthetic import load_bundled_image
 from srn_deblur.evaluation import evaluate_checkpoint, evaluate_dataset, run_evaluation
 from srn_deblur.inference import CheckpointError, deblur, save_network, tile_grid
 from srn_deblur.network import SRNDeblurNet
+from srn_deblur.protocols import ScoringProtocol
 from tests.conftest import compose_config, write_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,9 @@ def test_split(tmp_path_factory) -> Path:
         for frame, (name, (h, w)) in enumerate(images):
             sharp = np.ascontiguousarray(load_bundled_image(name, 96)[:h, :w])
             write_png(root / "test" / seq / "sharp" / f"{frame:06d}.png", sharp)
-            write_png(root / "test" / seq / "blur" / f"{frame:06d}.png", blur_image(sharp, rng, BlurParams(3, 5)))
+            write_png(
+                root / "test" / seq / "blur" / f"{frame:06d}.png", blur_image(sharp, rng, BlurParams(3, 5))
+            )
     return root
 
 
@@ -57,8 +60,13 @@ def _numpy_psnr(x: np.ndarray, y: np.ndarray) -> float:
 def _skimage_ssim(x: np.ndarray, y: np.ndarray) -> float:
     return float(
         structural_similarity(
-            x.astype(np.float64) / 255, y.astype(np.float64) / 255,
-            gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=2, data_range=1.0,
+            x.astype(np.float64) / 255,
+            y.astype(np.float64) / 255,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            channel_axis=2,
+            data_range=1.0,
         )
     )
 
@@ -68,14 +76,20 @@ def evaluated(test_split: Path, tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("eval")
     ckpt = _checkpoint(out / "tiny.ckpt", SRNDeblurNet(**TINY))
-    summary = evaluate_checkpoint(ckpt, GoProDataModule(test_split), out / "run", save_images=True, device="cpu")
+    summary = evaluate_checkpoint(
+        ckpt, GoProDataModule(test_split), out / "run", save_images=True, device="cpu"
+    )
     return summary, out / "run"
 
 
 def test_scores_equal_an_independent_psnr_and_ssim_of_the_saved_images(evaluated, test_split: Path):
     summary, run = evaluated
     rows = list(csv.DictReader(open(run / "per_image.csv")))
-    assert [(r["sequence"], r["image"]) for r in rows] == [("seqA", "000000.png"), ("seqA", "000001.png"), ("seqB", "000000.png")]
+    assert [(r["sequence"], r["image"]) for r in rows] == [
+        ("seqA", "000000.png"),
+        ("seqA", "000001.png"),
+        ("seqB", "000000.png"),
+    ]
     for row in rows:
         sharp = read_rgb(test_split / "test" / row["sequence"] / "sharp" / row["image"])
         blurry = read_rgb(test_split / "test" / row["sequence"] / "blur" / row["image"])
@@ -100,21 +114,44 @@ def test_means_per_sequence_and_overall_and_the_written_table(evaluated):
     assert saved["overall"] == pytest.approx(summary["overall"])
     assert saved["parameters"] == sum(p.numel() for p in SRNDeblurNet(**TINY).parameters())
     table = (run / "results.md").read_text()
-    assert f"| **all** | 3 | {summary['overall']['input_psnr']:.2f} | {summary['overall']['psnr']:.2f} |" in table
-    assert "| seqA | 2 |" in table and "quantised to 8 bits" in table
+    assert (
+        f"| **all** | 3 | {summary['overall']['input_psnr']:.2f} | {summary['overall']['psnr']:.2f} |"
+        in table
+    )
+    assert "| seqA | 2 |" in table and "Protocol `default`:" in table and "rounded to 8 bits" in table
 
 
-def test_quantisation_rounds_estimates_to_8_bits(test_split: Path):
+def _nudged_net() -> SRNDeblurNet:
     torch.manual_seed(0)
     net = SRNDeblurNet(**TINY)
     # A fresh residual net returns its (8-bit) input exactly; nudge its output off the 8-bit grid.
     torch.nn.init.normal_(net.nets[0].out_block.conv.weight, std=0.01)
+    return net.eval()
+
+
+@pytest.mark.parametrize("rounding", ["round", "truncate"])
+def test_estimates_are_scored_and_saved_as_the_protocols_8_bit_images(
+    test_split: Path, tmp_path: Path, rounding: str
+):
+    net = _nudged_net()
     data = GoProDataModule(test_split)
     data.setup("test")
-    exact = evaluate_dataset(net, data.data_test, quantize_output=False)[0]
-    rounded = evaluate_dataset(net, data.data_test, quantize_output=True)[0]
-    assert exact.psnr != rounded.psnr and exact.psnr == pytest.approx(rounded.psnr, abs=0.05)
-    assert exact.input_psnr == rounded.input_psnr  # the blurry input is 8-bit already
+    protocol = ScoringProtocol(name=rounding, rounding=rounding)
+    score = evaluate_dataset(net, data.data_test, protocol=protocol, save_dir=tmp_path, limit_images=1)[0]
+    blurry, sharp = (x[None] for x in data.data_test[0])
+    floats = deblur(net, blurry)[0].permute(1, 2, 0).numpy()  # (H, W, 3) float in [0, 1]
+    levels = np.clip(floats, 0, 1) * 255
+    expected = np.round(levels) if rounding == "round" else levels.astype(np.uint8)  # the release's cast
+    saved = read_rgb(tmp_path / "seqA" / "000000.png")
+    assert np.array_equal(saved, expected.astype(np.uint8))
+    sharp8 = read_rgb(test_split / "test" / "seqA" / "sharp" / "000000.png")
+    assert score.psnr == pytest.approx(_numpy_psnr(saved, sharp8), abs=1e-6)
+    unquantised = evaluate_dataset(
+        net, data.data_test, protocol=ScoringProtocol(rounding=None), limit_images=1
+    )[0]
+    assert (
+        unquantised.psnr != score.psnr and unquantised.input_psnr == score.input_psnr
+    )  # inputs are 8-bit already
 
 
 def test_large_images_are_tiled_automatically_and_score_like_whole_images(tmp_path: Path):
@@ -154,14 +191,22 @@ def test_tiled_inference_matches_whole_image_at_sizes_that_are_not_multiples_of_
 
 def _eval_cfg(test_split: Path, ckpt: Path, tmp_path: Path, *extra: str):
     return compose_config(
-        [f"ckpt_path={ckpt}", f"data.data_dir={test_split}", "device=cpu", "warmup=false", *extra], tmp_path, config_name="eval"
+        [f"ckpt_path={ckpt}", f"data.data_dir={test_split}", "device=cpu", "warmup=false", *extra],
+        tmp_path,
+        config_name="eval",
     )
 
 
 def test_evaluate_entry_loads_a_bare_state_dict_given_its_model(test_split: Path, tmp_path: Path):
     net = SRNDeblurNet(**{**TINY, "residual": False, "recurrence": "none"})
     bare = _checkpoint(tmp_path / "bare.pt", net, lightning=False)
-    overrides = ["model=srn_color", "model.net.num_scales=2", "model.net.widths=[4,8,8]", "model.net.num_res_blocks=1", "model.net.kernel_size=3"]
+    overrides = [
+        "model=srn_color",
+        "model.net.num_scales=2",
+        "model.net.widths=[4,8,8]",
+        "model.net.num_res_blocks=1",
+        "model.net.kernel_size=3",
+    ]
     summary = run_evaluation(_eval_cfg(test_split, bare, tmp_path, *overrides))
     assert summary["overall"]["images"] == 3
     assert summary["net_config"]["recurrence"] == "none" and summary["net_config"]["channels"] == 3
@@ -171,7 +216,10 @@ def test_evaluate_entry_loads_a_bare_state_dict_given_its_model(test_split: Path
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: _checkpoint(p, SRNDeblurNet(**TINY), lightning=False), "bare state dict with no network config"),
+        (
+            lambda p: _checkpoint(p, SRNDeblurNet(**TINY), lightning=False),
+            "bare state dict with no network config",
+        ),
         (lambda p: p.write_bytes(b"\x00garbage"), "cannot load checkpoint .*bad.ckpt: the file is corrupt"),
     ],
 )
@@ -184,7 +232,14 @@ def test_unusable_checkpoints_are_named(test_split: Path, tmp_path: Path, make, 
 
 def test_checkpoint_of_another_architecture_is_rejected_by_evaluate_py(test_split: Path, tmp_path: Path):
     ckpt = _checkpoint(tmp_path / "lstm.ckpt", SRNDeblurNet(**TINY))
-    command = [sys.executable, "evaluate.py", f"ckpt_path={ckpt}", f"data.data_dir={test_split}", "model=srn_color", f"hydra.run.dir={tmp_path / 'run'}"]
+    command = [
+        sys.executable,
+        "evaluate.py",
+        f"ckpt_path={ckpt}",
+        f"data.data_dir={test_split}",
+        "model=srn_color",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert f"checkpoint {ckpt} does not fit this network" in done.stderr
