@@ -8,7 +8,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
-from srn_deblur.training import rating_checkpoint_callback
+from srn_deblur.checkpoints import rating_checkpoint_callback
 
 # What defines a run's behaviour: the packages, the configs and the entry points.
 CODE_DIRS = ("srn_deblur", "datamodules", "callbacks", "configs")

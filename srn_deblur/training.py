@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
+from pytorch_lightning.callbacks import ProgressBar
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from rich.console import Console
 
 from callbacks.rank_seed import RankSeededAugmentation
+from srn_deblur.checkpoints import latest_checkpoint, rating_checkpoint_callback
 from srn_deblur.utils import code_version, instantiate_group, print_config, results_table
 
 log = logging.getLogger(__name__)
@@ -162,39 +161,6 @@ def resume_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     return str(path)
 
 
-def latest_checkpoint(trainer: pl.Trainer) -> tuple[Path, int] | None:
-    """The `last*.ckpt` with the highest global step among the trainer's checkpoint folders.
-
-    Checkpoints are read memory-mapped and weights-only, so this costs milliseconds even for
-    large files; an unreadable one is skipped with a warning naming it, and only unreadable
-    ones stop the run rather than let a fresh start overwrite them.
-    """
-    found: list[tuple[int, float, Path]] = []
-    unreadable: list[str] = []
-    folders = {
-        Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath
-    }
-    for folder in sorted(folders):
-        for path in folder.glob(f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*.ckpt"):
-            try:
-                step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
-            except Exception as error:  # e.g. cut short by a crash on a filesystem without atomic renames
-                log.warning(f"resume=auto: skipping unreadable checkpoint {path}: {error}")
-                unreadable.append(str(path))
-                continue
-            found.append((step, path.stat().st_mtime, path))
-    if not found and unreadable:
-        # Starting afresh here would overwrite them: stop and let a person decide.
-        raise RuntimeError(
-            f"resume=auto found only unreadable checkpoints {unreadable}; move them out of the way to"
-            " start this run afresh, or set ckpt_path to a good checkpoint"
-        )
-    if not found:
-        return None
-    step, _, path = max(found)
-    return path, step
-
-
 def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
     """`test_ckpt: best` (highest val PSNR) or `last` after training; `ckpt_path` otherwise."""
     if not cfg.get("train", True):
@@ -207,12 +173,3 @@ def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
         return str(last[0]) if last else None
     callback = rating_checkpoint_callback(trainer)
     return (callback.best_model_path or None) if callback else None
-
-
-def rating_checkpoint_callback(trainer: pl.Trainer) -> ModelCheckpoint | None:
-    """The checkpoint callback that ranks checkpoints by a metric (`model_checkpoint`).
-
-    Not simply `trainer.checkpoint_callback`: `last_checkpoint` and `step_checkpoint` are
-    ModelCheckpoints too, and their "best" is merely their latest save.
-    """
-    return next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)

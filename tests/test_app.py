@@ -20,7 +20,8 @@ from datamodules.image_io import to_tensor, to_uint8
 from srn_deblur.inference import CheckpointError, deblur, save_network, tile_count
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.webapp import ModelService, create_app
-from srn_deblur.webapp.checkpoints import newest_checkpoint, resolve_checkpoint
+from srn_deblur.checkpoints import newest_checkpoint
+from srn_deblur.webapp.checkpoints import resolve_checkpoint
 from srn_deblur.webapp.service import resolve_device
 from srn_deblur.webapp.uploads import download_name
 from tests.conftest import compose_config

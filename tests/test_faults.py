@@ -14,8 +14,9 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from srn_deblur.checkpoints import latest_checkpoint
 from srn_deblur.schedule import PolynomialDecay
-from srn_deblur.training import latest_checkpoint, resume_checkpoint
+from srn_deblur.training import resume_checkpoint
 from tests.train_subprocess import (
     REPO,
     column,

@@ -1,28 +1,14 @@
-"""Which checkpoint the app serves: the one asked for, or the newest the demo training wrote."""
+"""Which checkpoint the app serves: the one asked for, or the newest that training wrote."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from srn_deblur.checkpoints import newest_checkpoint
 from srn_deblur.inference import CheckpointError
 
-# Where train.py puts checkpoints under <log_dir>/<task_name>/: single runs and multirun jobs.
-_CHECKPOINT_GLOBS = ("runs/*/checkpoints/*.ckpt", "multiruns/*/*/checkpoints/*.ckpt")
 
-
-def newest_checkpoint(log_dir: str | Path, task_name: str = "demo") -> Path | None:
-    """The most recently written `.ckpt` of `task_name`'s runs, or None if there is none.
-
-    On equal times `last.ckpt` wins, since it is what a run saved last.
-    """
-    root = Path(log_dir).expanduser() / task_name
-    found = [p for pattern in _CHECKPOINT_GLOBS for p in root.glob(pattern) if p.is_file()]
-    if not found:
-        return None
-    return max(found, key=lambda p: (p.stat().st_mtime, p.name == "last.ckpt"))
-
-
-def resolve_checkpoint(ckpt_path: str | Path | None, log_dir: str | Path, task_name: str = "demo") -> Path:
+def resolve_checkpoint(ckpt_path: str | Path | None, log_dir: str | Path, task_name: str = "train") -> Path:
     """`ckpt_path` if given (it must exist), else the newest checkpoint of `task_name`.
 
     The error for "nothing found" gives the exact commands that make or name a checkpoint.
@@ -48,4 +34,4 @@ def resolve_checkpoint(ckpt_path: str | Path | None, log_dir: str | Path, task_n
     return path
 
 
-__all__ = ["newest_checkpoint", "resolve_checkpoint"]
+__all__ = ["resolve_checkpoint"]
