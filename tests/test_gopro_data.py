@@ -300,3 +300,63 @@ def test_loader_workers_cut_different_crops(tmp_path: Path):
     crops = [b[1] for b in loader]
     pairs_of_workers = list(zip(crops[0::2], crops[1::2]))
     assert not all(torch.equal(a, b) for a, b in pairs_of_workers), "both workers cut the same windows"
+
+
+# --------------------------------------------------------------------------- release list files, cache
+
+
+def test_release_list_files_load_both_splits_through_the_config(tmp_path: Path):
+    import hydra
+
+    from tests.conftest import compose_config
+
+    root = tmp_path / "GOPRO_Large"
+    rng = np.random.default_rng(3)
+    written = {}
+    for split, seq, frame in (("train", "GOPR0372_07_00", "000047"), ("test", "GOPR0384_11_00", "000001")):
+        sharp = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+        blurry = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+        write_png(root / split / seq / "sharp" / f"{frame}.png", sharp)
+        write_png(root / split / seq / "blur" / f"{frame}.png", blurry)
+        written[split] = (seq, blurry, sharp)
+    # Lines exactly as the release's datalist_gopro.txt writes them: sharp first, then blur.
+    (tmp_path / "train_list.txt").write_text("GOPR0372_07_00/sharp/000047.png GOPR0372_07_00/blur/000047.png\n")
+    (tmp_path / "test_list.txt").write_text("GOPR0384_11_00/sharp/000001.png GOPR0384_11_00/blur/000001.png\n")
+    cfg = compose_config(
+        [
+            "data=gopro",
+            f"paths.data_dir={tmp_path}",
+            f"data.train_list={tmp_path / 'train_list.txt'}",
+            f"data.test_list={tmp_path / 'test_list.txt'}",
+            "data.crop_size=32",
+            "data.batch_size=1",
+            "data.num_workers=0",
+        ],
+        tmp_path / "run",
+    )
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    for split, dataset in (("train", dm.data_train), ("test", dm.data_test)):
+        seq, blurry, sharp = written[split]
+        (pair,) = dataset.pairs
+        assert pair.sequence == seq
+        assert pair.blurry.parent.name == "blur" and pair.sharp.parent.name == "sharp"
+        got_blurry, got_sharp = dataset.load_pair(0)  # the pixels, so a swapped column would fail
+        assert np.array_equal(got_blurry, blurry) and np.array_equal(got_sharp, sharp)
+
+
+def test_in_memory_cache_gives_the_plain_loaders_samples_and_reads_each_file_once(gopro: Path):
+    pairs = find_gopro_pairs(gopro, "train")
+    kwargs = dict(crop_size=16, samples_per_epoch=2 * len(pairs), seed=5)
+    plain, cached = PairedImageDataset(pairs, **kwargs), PairedImageDataset(pairs, cache=True, **kwargs)
+    first = [cached[i] for i in range(len(cached))]
+    for i, (a, b) in enumerate(zip((plain[i] for i in range(len(plain))), first)):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), f"sample {i} differs"
+    for pair in pairs:  # the cache holds the decoded pixels: the files are no longer needed
+        pair.blurry.unlink()
+        pair.sharp.unlink()
+    again = PairedImageDataset(pairs, cache=True, **kwargs)
+    again.cache = cached.cache
+    assert all(torch.equal(again[i][0], first[i][0]) for i in range(len(again)))
+    with pytest.raises(OSError, match="cannot read image"):
+        plain[0]
