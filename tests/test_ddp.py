@@ -27,9 +27,9 @@ def _overrides(tmp_path: Path, run: str, *extra: str) -> list[str]:
     # is one step over all 4 training pairs. The averaged gradient of 2 ranks x 2 pairs then equals
     # the gradient of 1 process x 4 pairs, so the two runs may differ only by float rounding.
     return [
-        *(o for o in tiny_overrides(tmp_path) if not o.startswith("+data.train_images=")),
+        *tiny_overrides(tmp_path),
         f"hydra.run.dir={tmp_path / run}",
-        "+data.train_images=[astronaut,brick]",  # square photos
+        "data.train_images=[astronaut,brick]",  # square photos
         "data.max_side=32",
         "data.crop_size=32",
         "data.train_frames=2",
