@@ -2,9 +2,9 @@
 
 The polynomial decay is planned over the run's optimizer steps. With a time guard
 (`trainer.max_time`) a slow or busy machine stops before the last step, in the middle of the
-decay, at a high rate (a busy run of the CPU demo stopped at step 2,425 of 3,300). This
-callback moves the decay along whichever clock is further ahead, steps or training time, so
-the rate reaches `lr_end` when the time is up, on a fast machine and on a slow one alike.
+decay, at a high rate. This callback moves the decay along whichever clock is further ahead,
+steps or training time, so the rate reaches `lr_end` when the time is up, on a fast machine
+and on a slow one alike.
 Without a `max_time` it does nothing.
 """
 
