@@ -11,3 +11,9 @@ fi
 # torch first and exactly: these builds lie on the machine's disk (see ENVIRONMENT.md).
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install --quiet -e ".[sweep,app,dev]"
+# TensorFlow is test-only (tests/test_tf_exact.py checks the converted release models against it):
+# its own venv, so its numpy/protobuf pins cannot move the framework's versions.
+if [ ! -x .venv-tf/bin/python ]; then
+    "$PYTHON" -m venv .venv-tf
+fi
+.venv-tf/bin/python -m pip install --quiet tensorflow-cpu==2.21.0

@@ -71,7 +71,9 @@ class EBlock(nn.Module):
         super().__init__()
         pad = _same_padding(kernel_size)
         self.tf_padding = tf_padding
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=0 if tf_padding else pad)
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=0 if tf_padding else pad
+        )
         self.relu = nn.ReLU(inplace=True)
         self.res_blocks = _res_blocks(out_channels, num_res_blocks, kernel_size)
 

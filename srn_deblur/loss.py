@@ -38,7 +38,7 @@ class MultiScaleLoss(nn.Module):
             )
         sharp = sharp.float()
         total = sharp.new_zeros(())
-        for weight, estimate in zip(weights, estimates):
+        for weight, estimate in zip(weights, estimates, strict=True):
             target = self.resize(sharp, tuple(estimate.shape[-2:]))
             total = total + weight * F.mse_loss(estimate.float(), target)
         return total

@@ -185,12 +185,12 @@ class SRNDeblurNet(nn.Module):
     def scale_size(self, height: int, width: int, level: int) -> tuple[int, int]:
         """Spatial size at `level` (0 = full resolution), rounded as the release does."""
         f = self.scale_factor**level
-        return int(round(height * f)), int(round(width * f))
+        return round(height * f), round(width * f)
 
     def padded_length(self, length: int) -> int:
         """Smallest length >= `length` that divides by 4 at every scale (16 for 3 scales at 0.5)."""
         def fits(n: int) -> bool:
-            sizes = [int(round(n * self.scale_factor**level)) for level in range(self.num_scales)]
+            sizes = [round(n * self.scale_factor**level) for level in range(self.num_scales)]
             return all(s > 0 and s % _ENCODER_STRIDE == 0 for s in sizes)
 
         while not fits(length):
@@ -234,7 +234,7 @@ class SRNDeblurNet(nn.Module):
             previous = out
 
         results = []
-        for level, est in zip(reversed(range(self.num_scales)), estimates):
+        for level, est in zip(reversed(range(self.num_scales)), estimates, strict=True):
             h_i, w_i = self.scale_size(height, width, level)
             est = est[..., :h_i, :w_i]  # crop the padding back
             results.append(est.reshape(n, c, h_i, w_i) if fold else est)

@@ -34,7 +34,9 @@ def numpy_tf1_resize(x: np.ndarray, oh: int, ow: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize(("size", "out"), [((8, 12), (4, 6)), ((9, 7), (5, 4)), ((5, 6), (10, 12)), ((6, 5), (13, 3))])
+@pytest.mark.parametrize(
+    ("size", "out"), [((8, 12), (4, 6)), ((9, 7), (5, 4)), ((5, 6), (10, 12)), ((6, 5), (13, 3))]
+)
 def test_tf1_resize_matches_the_formula(size, out):
     x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0))
     expected = numpy_tf1_resize(x.double().numpy(), *out)
@@ -58,7 +60,9 @@ def test_pytorch_resize_is_half_pixel_not_tf1():
     assert (resize_bilinear(x, (4, 4)) - resize_bilinear_tf1(x, (4, 4))).abs().max() > 0.05
 
 
-def numpy_correlate(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, before: int, after: int) -> np.ndarray:
+def numpy_correlate(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, before: int, after: int
+) -> np.ndarray:
     """Zero-padded strided cross-correlation, x (C, H, W), w (O, C, k, k)."""
     xp = np.pad(x, ((0, 0), (before, after), (before, after)))
     k = w.shape[-1]
@@ -96,7 +100,7 @@ def test_both_conventions_share_parameters_but_not_outputs():
     tf_net.load_state_dict(torch_net.state_dict())
     assert tf_net.config["tf_exact"] and not torch_net.config["tf_exact"]
     x = torch.rand(1, 1, 32, 32)
-    for a, b in zip(torch_net(x), tf_net(x)):
+    for a, b in zip(torch_net(x), tf_net(x), strict=True):
         assert (a - b).abs().max() > 1e-3
 
 
@@ -125,5 +129,5 @@ def test_loss_resizes_targets_with_the_networks_rule(tf_exact):
         offset = k // 2 - 1
         return F.avg_pool2d(sharp[..., offset:, offset:], 2, stride=k)
 
-    expected = sum(F.mse_loss(e, target(k)) for e, k in zip(estimates, (4, 2, 1)))
+    expected = sum(F.mse_loss(e, target(k)) for e, k in zip(estimates, (4, 2, 1), strict=True))
     torch.testing.assert_close(module.criterion(estimates, sharp), expected)
