@@ -41,15 +41,18 @@ class RankSeededAugmentation(pl.Callback):
     own generator, and identical generators would cut identical windows on every rank. At the
     start of fitting this reseeds the training dataset from `rank_seed(seed, rank, step)`:
     distinct per rank, reproducible per run, and fresh after a resume instead of replaying the
-    first epoch's crops. A single-process run is rank 0 of the same scheme.
+    first epoch's crops. A single-process run is rank 0 of the same scheme. With `seed=None`
+    (an unseeded run) it does nothing.
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int | None) -> None:
         self.seed = seed
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Runs after the loaders are built and before the first training batch is drawn
         # (and before any training worker starts), so every crop of the run is covered.
+        if self.seed is None:  # an unseeded run keeps whatever streams it drew
+            return
         seed = rank_seed(self.seed, trainer.global_rank, trainer.global_step)
         datasets: list[Any] = []
         apply_to_collection(trainer.train_dataloader, DataLoader, lambda dl: datasets.append(dl.dataset))

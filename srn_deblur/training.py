@@ -7,6 +7,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -15,8 +16,8 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from rich.console import Console
 
-from callbacks.rank_seed import RankSeededAugmentation
 from srn_deblur.checkpoints import latest_checkpoint, rating_checkpoint_callback
+from srn_deblur.inference import load_network
 from srn_deblur.utils import code_version, instantiate_group, print_config, results_table
 
 log = logging.getLogger(__name__)
@@ -42,14 +43,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.trainer.get("enable_progress_bar", True):
         # `trainer.enable_progress_bar=false` should just work, not clash with the group's bar.
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
-    if cfg.get("seed") is not None:
-        callbacks.append(RankSeededAugmentation(cfg.seed))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_launch(trainer, multirun=HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN)
 
     datamodule: pl.LightningDataModule = _instantiate_datamodule(cfg.data, trainer.world_size)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
+    if cfg.get("init_weights"):
+        load_initial_weights(model, cfg.init_weights, resume_from=cfg.get("ckpt_path"))
 
     hyperparams = {**OmegaConf.to_container(run_config, resolve=True), "code": code_version()}
     for lg in loggers:
@@ -173,3 +174,24 @@ def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
         return str(last[0]) if last else None
     callback = rating_checkpoint_callback(trainer)
     return (callback.best_model_path or None) if callback else None
+
+
+def load_initial_weights(model: pl.LightningModule, path: str, resume_from: str | None = None) -> None:
+    """`init_weights`: start a new run from a checkpoint's network weights (e.g. a converted release
+    model, to fine-tune it) with a fresh optimizer, LR schedule and step count; `ckpt_path` resumes."""
+    if resume_from:
+        raise ValueError(
+            f"init_weights={path} and ckpt_path={resume_from} are both set: ckpt_path resumes a run"
+            " (weights, optimizer, step), init_weights starts a new one from weights only; set one"
+        )
+    load_network(path, net=model.net)  # clear errors for a missing file or another architecture
+    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("net_config") or {}
+    own = getattr(model.net, "config", {})
+    differs = sorted(k for k in saved if k in own and saved[k] != own[k])
+    if differs:
+        log.warning(
+            f"init_weights: {path} was saved with {', '.join(f'{k}={saved[k]!r}' for k in differs)},"
+            f" this run's network has {', '.join(f'{k}={own[k]!r}' for k in differs)} (the release's"
+            " converted weights need model.net.tf_exact=true)"
+        )
+    log.info(f"init_weights: network weights from {path}; optimizer and schedule start afresh")
