@@ -29,6 +29,8 @@ from tests.conftest import compose_config
 REPO = Path(__file__).resolve().parents[1]
 TILE, OVERLAP, WHOLE_MAX = 48, 16, 48 * 48
 MAX_BYTES, MAX_PIXELS = 200_000, 120 * 120
+# Video uploads: larger than a photo's byte limit, below the 3x body the byte-limit test sends.
+MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS = 400_000, 2.0
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +60,9 @@ def checkpoint(net: SRNDeblurNet, tmp_path: Path) -> Path:
 
 
 def make_service(checkpoint: Path, **kwargs) -> ModelService:
-    options = dict(device="cpu", tile_size=TILE, tile_overlap=OVERLAP, whole_image_max_pixels=WHOLE_MAX)
+    options = dict(
+        device="cpu", precision="fp32", tile_size=TILE, tile_overlap=OVERLAP, whole_image_max_pixels=WHOLE_MAX
+    )
     return ModelService(checkpoint, **{**options, **kwargs})
 
 
@@ -71,7 +75,13 @@ def service(checkpoint: Path):
 
 @pytest.fixture
 def app(service: ModelService):
-    return create_app(service, max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    return create_app(
+        service,
+        max_upload_bytes=MAX_BYTES,
+        max_pixels=MAX_PIXELS,
+        max_video_bytes=MAX_VIDEO_BYTES,
+        max_video_seconds=MAX_VIDEO_SECONDS,
+    )
 
 
 @pytest.fixture
@@ -151,7 +161,15 @@ def test_health_reports_the_loaded_model(client, net, checkpoint):
     assert model["device"] == "cpu" and model["worker_alive"] is True
     assert (model["tile_size"], model["tile_overlap"]) == (TILE, OVERLAP)
     formats = ["image/jpeg", "image/png", "image/webp"]
-    assert body["limits"] == {"max_upload_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS, "formats": formats}
+    assert body["limits"] == {
+        "max_upload_bytes": MAX_BYTES,
+        "max_pixels": MAX_PIXELS,
+        "max_video_bytes": MAX_VIDEO_BYTES,
+        "max_video_seconds": MAX_VIDEO_SECONDS,
+        "formats": formats,
+        "video_suffixes": [".mp4", ".mov", ".mkv", ".webm", ".avi"],
+    }
+    assert (model["precision"], model["rounding"]) == ("fp32", "round")
 
 
 # --- deblurring -------------------------------------------------------------------------------
@@ -437,7 +455,7 @@ def test_a_failing_photo_answers_500_and_the_worker_survives(client, service):
 
 
 def test_the_model_is_loaded_once_for_all_requests(checkpoint, monkeypatch):
-    from srn_deblur.webapp import service as service_module
+    from srn_deblur import deblurrer as service_module  # where the service's network is loaded
 
     loads = []
     real_load = service_module.load_network

@@ -8,6 +8,10 @@ Endpoints (all errors are JSON `{"error": "..."}` with a 4xx/5xx status):
     POST /api/jobs               form field `image` -> 202 + job JSON (poll it for progress)
     GET  /api/jobs/<id>          the job's status and progress
     GET  /api/jobs/<id>/result   the sharp PNG once the job is done
+    GET  /api/jobs/<id>/source   for a video: its chosen frame as uploaded (PNG)
+
+The field `image` also takes a short video: its sharpest frame is deblurred, and the job's
+`frame_seconds` says where in the clip it was.
 """
 
 from __future__ import annotations
@@ -17,8 +21,17 @@ from typing import Any
 from flask import Flask, Response, jsonify, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from srn_deblur.video import VIDEO_SUFFIXES
 from srn_deblur.webapp.service import DONE, FAILED, Job, ModelService, ServiceBusyError
-from srn_deblur.webapp.uploads import ACCEPTED_FORMATS, Photo, UploadError, decode_upload, too_large_message
+from srn_deblur.webapp.uploads import (
+    ACCEPTED_FORMATS,
+    Photo,
+    UploadError,
+    decode_upload,
+    decode_video_upload,
+    looks_like_video,
+    too_large_message,
+)
 
 # The form field that carries the photo, in the page and in the API.
 FIELD = "image"
@@ -32,21 +45,31 @@ def request_body_limit(max_upload_bytes: int) -> int:
 
 
 def create_app(
-    service: ModelService, max_upload_bytes: int = 50_000_000, max_pixels: int = 40_000_000
+    service: ModelService,
+    max_upload_bytes: int = 50_000_000,
+    max_pixels: int = 40_000_000,
+    max_video_bytes: int = 100_000_000,
+    max_video_seconds: float = 30.0,
 ) -> Flask:
     """Build the app around an already loaded `service` (tests pass a tiny one).
 
     Args:
         service: the model service that runs every photo.
-        max_upload_bytes: largest accepted file (413 above it).
+        max_upload_bytes: largest accepted photo file (413 above it).
         max_pixels: largest accepted width x height (413 above it), checked before decoding.
+        max_video_bytes: largest accepted video file (413 above it).
+        max_video_seconds: longest accepted clip (413 above it), from its header.
     """
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = request_body_limit(max_upload_bytes)
+    largest = max(max_upload_bytes, max_video_bytes)
+    app.config["MAX_CONTENT_LENGTH"] = request_body_limit(largest)
     limits = {
         "max_upload_bytes": max_upload_bytes,
         "max_pixels": max_pixels,
+        "max_video_bytes": max_video_bytes,
+        "max_video_seconds": max_video_seconds,
         "formats": sorted(ACCEPTED_FORMATS.values()),
+        "video_suffixes": list(VIDEO_SUFFIXES),
     }
 
     def read_photo() -> Photo:
@@ -62,8 +85,11 @@ def create_app(
                 f"no file in the form field '{FIELD}'; the request had {sent}:"
                 f" send the photo as {FIELD}=@photo.jpg"
             )
-        data = upload.stream.read(max_upload_bytes + 1)
-        return decode_upload(data, upload.filename or "", max_upload_bytes, max_pixels)
+        data = upload.stream.read(largest + 1)
+        name = upload.filename or ""
+        if data and looks_like_video(data, name):
+            return decode_video_upload(data, name, max_video_bytes, max_video_seconds, max_pixels)
+        return decode_upload(data, name, max_upload_bytes, max_pixels)
 
     def job_json(job: Job) -> dict[str, Any]:
         return {
@@ -78,15 +104,19 @@ def create_app(
             "seconds": job.seconds,
             "error": job.error,
             "download_name": job.download_name,
+            "frame_seconds": job.frame_seconds,
             "status_url": url_for("job_status", job_id=job.id),
             "result_url": url_for("job_result", job_id=job.id),
+            "source_url": url_for("job_source", job_id=job.id) if job.frame_seconds is not None else None,
         }
 
-    def png_response(job: Job) -> Response:
-        response = Response(job.result, mimetype="image/png")
+    def png_response(job: Job, data: bytes | None = None) -> Response:
+        response = Response(job.result if data is None else data, mimetype="image/png")
         response.headers["Content-Disposition"] = f'attachment; filename="{job.download_name}"'
         response.headers["X-Deblur-Seconds"] = f"{job.seconds:.3f}"
         response.headers["X-Deblur-Passes"] = str(job.passes_total)
+        if job.frame_seconds is not None:
+            response.headers["X-Deblur-Frame-Seconds"] = f"{job.frame_seconds:.3f}"
         return response
 
     def find_job(job_id: str) -> Job:
@@ -135,6 +165,15 @@ def create_app(
             poll = url_for("job_status", job_id=job_id)
             return jsonify({"error": f"job {job_id} is {job.status}, not done yet: poll {poll}"}), 409
         return png_response(job)
+
+    @app.get("/api/jobs/<job_id>/source")
+    def job_source(job_id: str) -> Response:
+        job = find_job(job_id)
+        if job.frame_seconds is None:
+            return jsonify({"error": f"job {job_id} is a photo: the page already has it"}), 404
+        if job.status != DONE:
+            return jsonify({"error": f"job {job_id} is {job.status}: its frame comes with the result"}), 409
+        return png_response(job, job.source)
 
     @app.errorhandler(UploadError)
     def upload_error(exc: UploadError) -> tuple[Response, int]:

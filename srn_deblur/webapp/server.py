@@ -20,7 +20,14 @@ def build_app(cfg: DictConfig) -> tuple[Flask, ModelService]:
     """Resolve the checkpoint, load the model once, and build the Flask app around it."""
     checkpoint = resolve_checkpoint(cfg.get("ckpt_path"), cfg.paths.log_dir, cfg.checkpoint_task)
     service: ModelService = hydra.utils.instantiate(cfg.service, checkpoint=checkpoint)
-    app = create_app(service, max_upload_bytes=cfg.limits.max_upload_bytes, max_pixels=cfg.limits.max_pixels)
+    limits = cfg.limits
+    app = create_app(
+        service,
+        max_upload_bytes=limits.max_upload_bytes,
+        max_pixels=limits.max_pixels,
+        max_video_bytes=limits.max_video_bytes,
+        max_video_seconds=limits.max_video_seconds,
+    )
     return app, service
 
 
@@ -41,7 +48,9 @@ def serve(cfg: DictConfig) -> None:
             host=cfg.host,
             port=cfg.port,
             threads=cfg.threads,
-            max_request_body_size=request_body_limit(cfg.limits.max_upload_bytes),
+            max_request_body_size=request_body_limit(
+                max(cfg.limits.max_upload_bytes, cfg.limits.max_video_bytes)
+            ),
         )
     finally:
         service.close(timeout=5)

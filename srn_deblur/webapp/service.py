@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from datamodules.image_io import to_tensor, to_uint8
-from srn_deblur.inference import deblur, load_network, tile_count
+from srn_deblur.deblurrer import Deblurrer
+from srn_deblur.devices import resolve_device
 from srn_deblur.webapp.uploads import Photo, encode_png
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,9 @@ class Job:
     error: str | None = None
     result: bytes | None = None
     seconds: float | None = None
+    # For a video upload: the chosen frame's time stamp (s) and that frame as uploaded (PNG).
+    frame_seconds: float | None = None
+    source: bytes | None = None
     finished: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -57,29 +60,22 @@ class Job:
         return min(self.passes_done / max(self.passes_total, 1), 1.0)
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto` = the GPU when there is one, else the CPU; anything else is taken literally."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"service.device={device} but this machine has no usable CUDA GPU: use device=auto or cpu"
-        )
-    return resolved
-
-
 class ModelService:
     """Loads the network from `checkpoint` once and deblurs photos one at a time.
 
     Args:
-        checkpoint: a `.ckpt` written by `train.py` (it carries the network's config).
+        checkpoint: a `.ckpt` that `load_network` reads (it carries the network's config).
         device: `auto`, `cpu`, `cuda`, `cuda:1`, ...
+        precision: `auto` (bf16 on CUDA and on CPUs with native bf16 units, else fp32), `fp32`,
+            `bf16` or `fp16` (`srn_deblur.devices.resolve_precision`).
+        channels_last: run the network in channels-last memory format.
         tile_size: side of the tiles used for photos larger than `whole_image_max_pixels`;
             it bounds the network's activation memory whatever the photo's size.
         tile_overlap: pixels shared by neighbouring tiles, blended with linear ramps.
         whole_image_max_pixels: photos up to this many pixels run in one pass (no tiling
             overhead); 1280x720 fits under the default.
+        batch_tiles: tiles per pass, `auto` = 1 on the CPU, sized to free memory on a GPU.
+        rounding: 8-bit output levels, `round` or `truncate` (as the release saved its PNGs).
         max_queue: photos allowed to wait behind the running one before new ones get 503.
         keep_results: finished jobs whose results stay fetchable (oldest dropped first).
     """
@@ -93,14 +89,25 @@ class ModelService:
         whole_image_max_pixels: int = 1_048_576,
         max_queue: int = 8,
         keep_results: int = 16,
+        precision: str = "auto",
+        channels_last: bool = True,
+        batch_tiles: int | str = "auto",
+        rounding: str = "round",
     ) -> None:
-        if tile_size < 16 or not 0 <= tile_overlap < tile_size:
-            raise ValueError(
-                f"need tile_size >= 16 and 0 <= tile_overlap < tile_size, got {tile_size} and {tile_overlap}"
-            )
         self.checkpoint = Path(checkpoint)
-        self.device = resolve_device(device)
-        self.net = load_network(self.checkpoint, map_location=self.device)
+        self.deblurrer = Deblurrer(
+            self.checkpoint,
+            device,
+            precision,
+            channels_last,
+            tile_size,
+            tile_overlap,
+            whole_image_max_pixels,
+            batch_tiles,
+            rounding,
+        )
+        self.device = self.deblurrer.device
+        self.net = self.deblurrer.net
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.whole_image_max_pixels = whole_image_max_pixels
@@ -125,33 +132,20 @@ class ModelService:
     def info(self) -> dict[str, Any]:
         """What the health endpoint reports: the model, where it runs, how it tiles, the queue."""
         return {
-            "checkpoint": str(self.checkpoint),
-            "config": dict(getattr(self.net, "config", {})),
-            "parameters": self.parameters,
-            "device": str(self.device),
-            "tile_size": self.tile_size,
-            "tile_overlap": self.tile_overlap,
-            "whole_image_max_pixels": self.whole_image_max_pixels,
+            **self.deblurrer.info(),
             "queue": {"waiting": self._queue.qsize(), "capacity": self.max_queue},
             "worker_alive": self.alive,
         }
 
-    def tile_size_for(self, width: int, height: int) -> int | None:
-        """None (one pass) for photos up to `whole_image_max_pixels`, else `tile_size`."""
-        return None if width * height <= self.whole_image_max_pixels else self.tile_size
-
     def passes_for(self, width: int, height: int) -> int:
-        """How many network passes `deblur` makes for this size (the progress denominator)."""
-        tile = self.tile_size_for(width, height)
-        if tile is None or (height <= tile and width <= tile):
-            return 1
-        align = self.net.padded_length(1) if hasattr(self.net, "padded_length") else 16
-        return tile_count(height, width, tile, self.tile_overlap, align)
+        """Tiles `deblur` runs for this size (the progress denominator): its own tile plan."""
+        return self.deblurrer.plan(height, width).count
 
     def submit(self, photo: Photo) -> Job:
         """Queue a photo; raises `ServiceBusyError` when `max_queue` photos already wait."""
         width, height = photo.size
         job = Job(photo, width, height, photo.download_name, self.passes_for(width, height))
+        job.frame_seconds = photo.seconds
         with self._jobs_lock:
             if self._closing or not self.alive:  # nobody would ever run it
                 raise ServiceBusyError("the deblurring worker has stopped: restart the app (python app.py)")
@@ -208,17 +202,15 @@ class ModelService:
         job.status = RUNNING
         started = time.perf_counter()
 
-        def count_pass(*_: object) -> None:
-            job.passes_done += 1
+        def count_tiles(done: int, total: int) -> None:
+            job.passes_done = done
 
-        hook = self.net.register_forward_hook(count_pass)
         photo, job.photo = job.photo, None  # the job no longer holds the pixels
         try:
-            blurry = to_tensor(photo.pixels)[None].to(self.device)  # (1, 3, H, W) in [0, 1]
-            tile = self.tile_size_for(job.width, job.height)
-            sharp = deblur(self.net, blurry, tile_size=tile, tile_overlap=self.tile_overlap)  # (1, 3, H, W)
-            del blurry  # a 12 MP photo is 144 MB as float32: free it before encoding
-            job.result = encode_png(to_uint8(sharp[0]), photo.icc_profile)
+            sharp = self.deblurrer(photo.pixels, on_tile=count_tiles)  # (H, W, 3) uint8
+            job.result = encode_png(sharp, photo.icc_profile)
+            if photo.seconds is not None:
+                job.source = encode_png(photo.pixels, photo.icc_profile)
             job.status = DONE
         except Exception as exc:  # the worker must outlive any one photo, an out-of-memory included
             log.exception("job %s (%dx%d) failed", job.id, job.width, job.height)
@@ -227,7 +219,6 @@ class ModelService:
             job.error = f"deblurring failed: {type(exc).__name__}: {exc}.{hint}"
             job.status = FAILED
         finally:
-            hook.remove()
             job.seconds = time.perf_counter() - started
             job.finished.set()
         log.info(

@@ -15,10 +15,12 @@ from PIL import Image
 from werkzeug.utils import secure_filename
 
 from datamodules.image_io import ImageDecodeError, decode_image
+from srn_deblur.video import VIDEO_SUFFIXES, SharpestFrames, VideoError, frames, open_video, time_stamp
 
 # Pillow format name -> MIME type of the uploads the page and the API accept.
 ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 _ACCEPTED_TEXT = "PNG, JPEG or WebP"
+_VIDEO_TEXT = "MP4, MOV, MKV, WebM or AVI"
 
 
 class UploadError(ValueError):
@@ -33,13 +35,16 @@ class UploadError(ValueError):
 class Photo:
     """A decoded upload, upright (EXIF orientation applied).
 
-    `pixels` is `(H, W, 3)` uint8 RGB; `icc_profile` is the input's colour profile, copied to
-    the output so colours look the same; `download_name` is a safe name for the result.
+    `pixels` is `(H, W, 3)` uint8 RGB (a photo, or the sharpest frame of a video);
+    `icc_profile` is the input's colour profile, copied to the output so colours look the
+    same; `download_name` is a safe name for the result.
     """
 
     pixels: np.ndarray
     download_name: str
     icc_profile: bytes | None = None
+    # For a frame taken from a video upload: its time stamp in seconds.
+    seconds: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -106,6 +111,72 @@ def _upload_message(exc: ImageDecodeError) -> str:
     return message + _ADVICE[exc.reason]
 
 
+def looks_like_video(data: bytes, name: str) -> bool:
+    """A video by its name's suffix or its first bytes (MP4/MOV `ftyp`, Matroska/WebM, AVI)."""
+    if PurePath(name).suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    return (
+        data[4:8] == b"ftyp"
+        or data[:4] == b"\x1a\x45\xdf\xa3"
+        or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
+    )
+
+
+# What each refusal of a video upload answers.
+_VIDEO_STATUS = {"not_video": 415, "no_video_stream": 415, "too_long": 413, "corrupt": 400}
+_VIDEO_ADVICE = {
+    "not_video": f": upload an {_VIDEO_TEXT} clip, or a {_ACCEPTED_TEXT} photo",
+    "no_video_stream": ": upload a clip with pictures in it",
+    "too_long": ": cut it shorter, or start the app with a higher limits.max_video_seconds",
+    "corrupt": ": upload the complete file again",
+}
+
+
+def decode_video_upload(data: bytes, name: str, max_bytes: int, max_seconds: float, max_pixels: int) -> Photo:
+    """The sharpest frame of an uploaded clip (variance of the Laplacian), with its time stamp.
+
+    Frames are decoded one at a time and only the best so far is kept. Raises `UploadError`:
+    413 over `max_bytes`, `max_seconds` or `max_pixels`, 415 for what is not a video or has no
+    video stream, 400 for an empty or corrupt clip.
+    """
+    label = _label(name)
+    if not data:
+        raise UploadError(f"{label} is empty (0 bytes): choose a clip and upload it again")
+    if len(data) > max_bytes:
+        raise UploadError(
+            f"{label} is larger than this server's limit of {megabytes(max_bytes)} for videos: upload a"
+            " shorter clip, or start the app with a higher limits.max_video_bytes",
+            413,
+        )
+    try:
+        container = open_video(io.BytesIO(data), name or "the upload", max_seconds)
+        try:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if width * height > max_pixels:
+                raise UploadError(
+                    f"{label} is {width}x{height} ({megapixels(width * height)}), over this server's"
+                    f" limit of {megapixels(max_pixels)}: downscale it",
+                    413,
+                )
+            best = SharpestFrames(1)
+            for frame in frames(container):
+                best.offer(frame)
+        finally:
+            container.close()
+    except VideoError as exc:
+        raise UploadError(
+            str(exc).replace("the limit", "this server's limit") + _VIDEO_ADVICE[exc.reason],
+            _VIDEO_STATUS[exc.reason],
+        ) from exc
+    chosen = best.chosen()
+    if not chosen:
+        raise UploadError(f"{label} has no frame that decodes: it is corrupt. Upload the complete file again")
+    frame, _ = chosen[0]
+    stem = f"{PurePath(name).stem or 'video'}_{time_stamp(frame.seconds)}"
+    return Photo(frame.pixels, download_name(stem), None, frame.seconds)
+
+
 def encode_png(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
     """`(H, W, 3)` uint8 RGB -> PNG bytes (fast compression: big photos encode in a second)."""
     buffer = io.BytesIO()
@@ -118,6 +189,8 @@ __all__ = [
     "Photo",
     "UploadError",
     "decode_upload",
+    "decode_video_upload",
+    "looks_like_video",
     "download_name",
     "megabytes",
     "megapixels",
