@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datamodules.pairs import ImagePair
+from datamodules.pairs import ImagePair, read_pair
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,6 @@ class DecodedPairCache:
 
     @staticmethod
     def _build(pairs: Sequence[ImagePair], data_file: Path, index_file: Path) -> None:
-        # Imported here: datasets.py imports this module for the type of its fast path.
-        from datamodules.datasets import read_pair
-
         data_file.parent.mkdir(parents=True, exist_ok=True)
         needed = sum(3 * np.prod(Image.open(p).size) for pair in pairs for p in (pair.blurry, pair.sharp))
         free = shutil.disk_usage(data_file.parent).free

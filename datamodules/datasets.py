@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from pathlib import Path
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, get_worker_info
 
 from datamodules.cache import DecodedPairCache
-from datamodules.image_io import read_rgb, to_tensor
-from datamodules.pairs import ImagePair
-
-
-def read_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded `(H, W, 3)` uint8 blurry and sharp images of `pair`, checked to have one size."""
-    blurry, sharp = read_rgb(pair.blurry), read_rgb(pair.sharp)
-    if blurry.shape != sharp.shape:
-        raise ValueError(
-            f"blurry image {pair.blurry} is {blurry.shape[1]}x{blurry.shape[0]} but its sharp"
-            f" twin {pair.sharp} is {sharp.shape[1]}x{sharp.shape[0]}; a pair must have one size"
-        )
-    return blurry, sharp
+from datamodules.image_io import to_tensor
+from datamodules.pairs import ImagePair, read_pair
 
 
 def paired_augmentations(hflip: bool = False, vflip: bool = False, rot90: bool = False) -> list[A.BasicTransform]:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules.image_io import read_rgb
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -32,6 +34,17 @@ class ImagePair:
     blurry: Path
     sharp: Path
     sequence: str
+
+
+def read_pair(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded `(H, W, 3)` uint8 blurry and sharp images of `pair`, checked to have one size."""
+    blurry, sharp = read_rgb(pair.blurry), read_rgb(pair.sharp)
+    if blurry.shape != sharp.shape:
+        raise ValueError(
+            f"blurry image {pair.blurry} is {blurry.shape[1]}x{blurry.shape[0]} but its sharp"
+            f" twin {pair.sharp} is {sharp.shape[1]}x{sharp.shape[0]}; a pair must have one size"
+        )
+    return blurry, sharp
 
 
 def _images(folder: Path) -> list[Path]:

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 from filelock import FileLock
 
-from datamodules.image_io import write_rgb
 from datamodules.depth_of_field import defocus_regions
 from datamodules.gopro import GoProDataModule
+from datamodules.image_io import write_rgb
 from datamodules.motion_blur import BlurParams, blur_image
 
 # Bundled with the scikit-image wheel, and scikit-learn's two sample photos (all checked to
