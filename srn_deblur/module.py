@@ -9,21 +9,27 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torchmetrics import MaxMetric, MeanMetric
 
 from srn_deblur.loss import MultiScaleLoss
+from srn_deblur.protocols import DEFAULT_PROTOCOL
 from srn_deblur.schedule import PolynomialDecay
 
 
-def _image_metrics() -> MetricCollection:
-    # dim=(1, 2, 3): PSNR per image, then averaged over images, as the papers report it.
-    return MetricCollection(
-        {
-            "psnr": PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3)),
-            "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
-        }
-    )
+def _image_metrics() -> nn.ModuleDict:
+    # Per-image PSNR and SSIM by the scoring protocol evaluate.py uses, averaged over images as
+    # the papers average: the test table train.py prints is evaluate.py's on the same checkpoint.
+    return nn.ModuleDict({"psnr": MeanMetric(), "ssim": MeanMetric()})
+
+
+def _scores(metrics: nn.ModuleDict, prefix: str) -> dict[str, Tensor]:
+    return {f"{prefix}{name}": metric.compute() for name, metric in metrics.items()}
+
+
+def _reset(*groups: nn.ModuleDict) -> None:
+    for metrics in groups:
+        for metric in metrics.values():
+            metric.reset()
 
 
 # `torch.compile` modes a config may name.
@@ -78,10 +84,12 @@ class SRNLitModule(pl.LightningModule):
         self.criterion = MultiScaleLoss(scale_weights, resize=getattr(net, "resize", None))
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
-        self.val_metrics = _image_metrics().clone(prefix="val/")
-        self.val_input_metrics = _image_metrics().clone(prefix="val/input_")
-        self.test_metrics = _image_metrics().clone(prefix="test/")
-        self.test_input_metrics = _image_metrics().clone(prefix="test/input_")
+        # Validation and test score as `evaluate.py protocol=default` does (srn_deblur.protocols).
+        self.scoring = DEFAULT_PROTOCOL
+        self.val_metrics = _image_metrics()
+        self.val_input_metrics = _image_metrics()
+        self.test_metrics = _image_metrics()
+        self.test_input_metrics = _image_metrics()
         self.val_psnr_best = MaxMetric()
         self._net_compiled = False
 
@@ -118,16 +126,22 @@ class SRNLitModule(pl.LightningModule):
         return loss
 
     def _evaluate(
-        self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, input_metrics: MetricCollection
+        self, batch: tuple[Tensor, Tensor], metrics: nn.ModuleDict, input_metrics: nn.ModuleDict
     ) -> tuple[Tensor, Tensor]:
         blurry, sharp = batch
         loss, estimate = self.model_step(batch)
-        # Metrics in float32 even under bf16 autocast: SSIM's variances cancel catastrophically
-        # in bf16 (it reported negative SSIM for the blurry input before this).
+        # Metrics in float32 or float64 even under bf16 autocast: SSIM's variances cancel
+        # catastrophically in bf16 (it reported negative SSIM for the blurry input before this).
         with torch.autocast(device_type=self.device.type, enabled=False):
-            estimate, blurry, sharp = estimate.float().clamp(0.0, 1.0), blurry.float(), sharp.float()
-            metrics.update(estimate, sharp)
-            input_metrics.update(blurry, sharp)
+            estimate = estimate.float().clamp(0.0, 1.0)
+            for i in range(sharp.shape[0]):  # one image at a time, as evaluate.py scores them
+                image, target = estimate[i : i + 1], sharp[i : i + 1]  # (1, C, H, W)
+                for group, scores in (
+                    (metrics, self.scoring.score(image, target)),
+                    (input_metrics, self.scoring.score(blurry[i : i + 1], target, estimate=False)),
+                ):
+                    group["psnr"].update(scores[0])
+                    group["ssim"].update(scores[1])
         return loss, estimate
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
@@ -137,22 +151,20 @@ class SRNLitModule(pl.LightningModule):
         return {"estimate": estimate.detach()}  # for image-logging callbacks
 
     def on_validation_epoch_end(self) -> None:
-        scores = self.val_metrics.compute()
+        scores = _scores(self.val_metrics, "val/")
         self.log_dict(scores, prog_bar=True, sync_dist=True)
-        self.log_dict(self.val_input_metrics.compute(), sync_dist=True)
+        self.log_dict(_scores(self.val_input_metrics, "val/input_"), sync_dist=True)
         self.val_psnr_best(scores["val/psnr"])
         self.log("val/psnr_best", self.val_psnr_best.compute(), prog_bar=True, sync_dist=True)
-        self.val_metrics.reset()
-        self.val_input_metrics.reset()
+        _reset(self.val_metrics, self.val_input_metrics)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.test_metrics, self.test_input_metrics)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute(), sync_dist=True)
-        self.log_dict(self.test_input_metrics.compute(), sync_dist=True)
-        self.test_metrics.reset()
-        self.test_input_metrics.reset()
+        self.log_dict(_scores(self.test_metrics, "test/"), sync_dist=True)
+        self.log_dict(_scores(self.test_input_metrics, "test/input_"), sync_dist=True)
+        _reset(self.test_metrics, self.test_input_metrics)
 
     def configure_gradient_clipping(
         self,

@@ -27,6 +27,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from srn_deblur.evaluation import evaluate_checkpoint, parameter_count
+from srn_deblur.protocols import DEFAULT_PROTOCOL, ScoringProtocol
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +196,21 @@ def run_checkpoint(run_dir: Path, which: str = "last") -> Path:
     return Path(best[0])
 
 
-def evaluate_run(run_dir: Path, checkpoint: str = "last", **eval_kwargs: Any) -> dict[str, Any]:
-    """Evaluate a run on the test split of the data it was trained on; cached in `<run>/eval/`."""
-    summary_file = run_dir / "eval" / "summary.json"
+def load_protocol(name: str) -> ScoringProtocol:
+    """The scoring protocol `configs/protocol/<name>.yaml` (as `evaluate.py protocol=<name>` takes it)."""
+    path = CONFIG_DIR / "protocol" / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise ValueError(f"unknown scoring protocol {name!r}: no {path}; choose from {known}")
+    return hydra.utils.instantiate(OmegaConf.load(path))
+
+
+def evaluate_run(
+    run_dir: Path, checkpoint: str = "last", protocol: ScoringProtocol = DEFAULT_PROTOCOL, **eval_kwargs: Any
+) -> dict[str, Any]:
+    """Evaluate a run on the test split of the data it was trained on; cached in `<run>/eval/<protocol>/`."""
+    out_dir = run_dir / "eval" / protocol.name
+    summary_file = out_dir / "summary.json"
     if summary_file.is_file():
         return json.loads(summary_file.read_text())
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
@@ -209,7 +222,8 @@ def evaluate_run(run_dir: Path, checkpoint: str = "last", **eval_kwargs: Any) ->
         if not root.is_absolute() and hydra_file.is_file():
             cfg.paths.root_dir = str(Path(OmegaConf.load(hydra_file).hydra.runtime.cwd) / root)
     datamodule = hydra.utils.instantiate(cfg.data)
-    return evaluate_checkpoint(run_checkpoint(run_dir, checkpoint), datamodule, run_dir / "eval", **eval_kwargs)
+    ckpt = run_checkpoint(run_dir, checkpoint)
+    return evaluate_checkpoint(ckpt, datamodule, out_dir, protocol=protocol, **eval_kwargs)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -242,19 +256,24 @@ def table_markdown(results: Sequence[tuple[str, Mapping[str, Any]]], title: str 
         if row.source and (row.paper_psnr or row.paper_ssim or row.paper_params):
             sources.append(f"{row.label}: {row.source}")
     protocol = results[0][1].get("protocol", "") if results else ""
-    lines += ["", f"Ours: {protocol}. Runtime on {results[0][1].get('device', '?') if results else '?'}."]
+    lines += ["", f"Ours. {protocol} Runtime on {results[0][1].get('device', '?') if results else '?'}."]
     if sources:
         lines.append(f"Published numbers: {'; '.join(sources)}. Empty cells: not given, or not verified.")
     return "\n".join(lines) + "\n"
 
 
-def gather(folders: Sequence[str | Path], checkpoint: str = "last", **eval_kwargs: Any) -> str:
-    """Evaluate every run under `folders` (once; results are kept) and return the table."""
+def gather(
+    folders: Sequence[str | Path],
+    checkpoint: str = "last",
+    protocol: ScoringProtocol = DEFAULT_PROTOCOL,
+    **eval_kwargs: Any,
+) -> str:
+    """Evaluate every run under `folders` (once per protocol; results are kept) and return the table."""
     results = []
     for run_dir in find_runs(folders):
         experiment = run_experiment(run_dir)
         log.info("evaluating %s (%s)", run_dir, experiment)
-        results.append((experiment, evaluate_run(run_dir, checkpoint, **eval_kwargs)))
+        results.append((experiment, evaluate_run(run_dir, checkpoint, protocol, **eval_kwargs)))
     order = {name: i for i, name in enumerate(ROWS)}
     results.sort(key=lambda r: order.get(r[0], len(order)))
     return table_markdown(results)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 from skimage.metrics import structural_similarity
 
 from datamodules.gopro import GoProDataModule
@@ -22,6 +23,7 @@ from srn_deblur.evaluation import evaluate_checkpoint, evaluate_dataset, run_eva
 from srn_deblur.inference import CheckpointError, deblur, save_network, tile_grid
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.protocols import ScoringProtocol
+from srn_deblur.training import train
 from tests.conftest import compose_config, write_png
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,3 +247,36 @@ def test_checkpoint_of_another_architecture_is_rejected_by_evaluate_py(test_spli
     assert f"checkpoint {ckpt} does not fit this network" in done.stderr
     assert "use the model config it was trained with" in done.stderr
     assert not (tmp_path / "run" / "per_image.csv").exists()
+
+
+# ------------------------------------------------------------- train.py's test table = evaluate.py's
+
+
+@pytest.mark.slow
+def test_the_test_table_of_training_equals_evaluate_py_on_the_same_checkpoint(
+    tiny_training_overrides, tmp_path: Path
+):
+    run_dir = tmp_path / "run"
+    train_cfg = compose_config([*tiny_training_overrides, "test=true", "test_ckpt=last"], run_dir)
+    metrics = train(train_cfg)
+    # What test_ckpt=last tests: the most advanced last*.ckpt of the run.
+    ckpt = max(run_dir.rglob("last*.ckpt"), key=lambda p: torch.load(p, weights_only=True)["global_step"])
+    eval_cfg = compose_config([f"ckpt_path={ckpt}", "device=cpu", "warmup=false"], tmp_path / "eval", "eval")
+    with open_dict(eval_cfg):
+        eval_cfg.data = OmegaConf.to_container(train_cfg.data, resolve=True)  # the run's own data
+        eval_cfg.data.num_workers = 0
+    summary = run_evaluation(eval_cfg)
+    assert summary["overall"]["images"] > 1
+    for key in ("psnr", "ssim", "input_psnr", "input_ssim"):
+        assert metrics[f"test/{key}"] == pytest.approx(summary["overall"][key], abs=1e-4), key
+    # Not a coincidence of two metrics that agree anyway: scored without rounding, the numbers move.
+    unrounded = run_evaluation(_with(eval_cfg, "protocol.rounding", None, tmp_path / "eval_float"))
+    assert unrounded["overall"]["psnr"] != pytest.approx(metrics["test/psnr"], abs=1e-4)
+
+
+def _with(cfg, key: str, value, output_dir: Path):
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        OmegaConf.update(cfg, key, value)
+        cfg.paths.output_dir = str(output_dir)
+    return cfg

@@ -12,18 +12,21 @@ import pytest
 from omegaconf import OmegaConf
 
 from srn_deblur.evaluation import parameter_count
+from srn_deblur.inference import save_network
+from srn_deblur.network import SRNDeblurNet
 from srn_deblur.paper_table import (
     PRESETS,
     ROWS,
     compose_row,
     find_runs,
     gather,
+    load_protocol,
     resolve_rows,
     run_experiment,
     train_commands,
 )
 from srn_deblur.training import train
-from tests.conftest import CONFIG_DIR, compose_config
+from tests.conftest import CONFIG_DIR, compose_config, make_gopro_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +127,8 @@ def test_gather_evaluates_runs_and_sets_them_beside_the_paper(tmp_path: Path):
     release = next(line for line in lines if "`gopro_release_lstm`" in line)
     assert lines.index(ablation) < lines.index(release)  # the paper's order, not the folders'
     # Our numbers are the runs' own evaluations; the release's published ones sit beside them.
-    summary = json.loads((tmp_path / "runs" / "gopro_release_lstm" / "eval" / "summary.json").read_text())
+    evaluated = tmp_path / "runs" / "gopro_release_lstm" / "eval" / "default"  # <run>/eval/<protocol>/
+    summary = json.loads((evaluated / "summary.json").read_text())
     cells = [c.strip() for c in release.split("|")[1:-1]]
     assert cells[2:6] == ["30.19", "0.9334", "8.06M", "8.06M"]
     assert cells[7] == f"{summary['overall']['psnr']:.2f}" and cells[8] == f"{summary['overall']['ssim']:.4f}"
@@ -145,3 +149,29 @@ def test_table_command_end_to_end_as_a_hydra_multirun(tmp_path: Path):
     table = (tmp_path / "table" / "table.md").read_text()
     assert "`ablation_rnn`" in table and "| SRN-DeblurNet (paper recipe) | `gopro_full` | 30.26 | 0.9342 |" in table
     assert len(find_runs([tmp_path / "table"])) == 2  # multirun folders 0/ and 1/
+
+
+def test_gather_scores_runs_with_the_chosen_protocol_and_names_it(tmp_path: Path):
+    data = make_gopro_tree(tmp_path / "data", {"s": 2}, size=(32, 48), split="test")
+    run = tmp_path / "runs" / "mine"
+    (run / ".hydra").mkdir(parents=True)
+    config = {
+        "task_name": "mine",
+        "paths": {"root_dir": str(tmp_path), "output_dir": str(run)},
+        "data": {"_target_": "datamodules.gopro.GoProDataModule", "data_dir": str(data)},
+    }
+    OmegaConf.save(OmegaConf.create(config), run / ".hydra" / "config.yaml")
+    (run / "checkpoints").mkdir()
+    net = SRNDeblurNet(channels=3, num_scales=2, widths=[4, 8, 8], num_res_blocks=1, kernel_size=3)
+    save_network(net, run / "checkpoints" / "last.ckpt")
+    tables = {
+        name: gather([tmp_path / "runs"], protocol=load_protocol(name), device="cpu")
+        for name in ("default", "release")
+    }
+    for name, table in tables.items():
+        assert f"Protocol `{name}`" in table
+        summary = json.loads((run / "eval" / name / "summary.json").read_text())  # one cache per protocol
+        assert summary["protocol_name"] == name
+    assert "truncated to 8 bits" in tables["release"] and "rounded to 8 bits" in tables["default"]
+    with pytest.raises(ValueError, match="unknown scoring protocol 'matlba'.*matlab"):
+        load_protocol("matlba")
