@@ -58,3 +58,39 @@ def tiny_training_overrides(tmp_path: Path) -> list[str]:
 def _clear_hydra():
     yield
     GlobalHydra.instance().clear()
+
+
+def make_clip(
+    path: Path,
+    frames: int = 10,
+    sharp_index: int = 6,
+    size: tuple[int, int] = (48, 64),
+    fps: int = 25,
+    audio: bool = True,
+) -> list[np.ndarray]:
+    """A short H.264 clip made from one photo: frame `sharp_index` sharp, the others blurred
+    (each a little differently), with a 440 Hz AAC track when `audio`; returns the RGB frames written."""
+    import av  # only the video tests need PyAV
+    from skimage import data
+
+    height, width = size
+    still = cv2.resize(data.astronaut(), (width, height), interpolation=cv2.INTER_AREA)
+    written = []
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps, options={"crf": "8"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        sound = out.add_stream("aac", rate=44100, layout="mono") if audio else None
+        for i in range(frames):
+            frame = still if i == sharp_index else cv2.GaussianBlur(still, (0, 0), 2.0 + 0.1 * i)
+            written.append(frame)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(video.encode(None))
+        if sound is not None:
+            rate = 44100
+            t = np.arange(int(rate * frames / fps)) / rate
+            pcm = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]  # (1, samples)
+            chunk = av.AudioFrame.from_ndarray(pcm, format="flt", layout="mono")
+            chunk.sample_rate, chunk.pts = rate, 0
+            out.mux(sound.encode(chunk))
+            out.mux(sound.encode(None))
+    return written

@@ -54,7 +54,7 @@ def _image(batch: int = 2, height: int = 48, width: int = 64, seed: int = 1) -> 
 
 def _assert_scales_close(got: list[torch.Tensor], expected: list[torch.Tensor], atol: float) -> None:
     assert len(got) == len(expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert g.shape == e.shape
         assert (g.float() - e).abs().max().item() <= atol
 
@@ -62,7 +62,7 @@ def _assert_scales_close(got: list[torch.Tensor], expected: list[torch.Tensor], 
 def _assert_scales_close_relative(got: list[torch.Tensor], expected: list[torch.Tensor], rel: float) -> None:
     """max |got - expected| within `rel` of the largest |expected| at every scale."""
     assert len(got) == len(expected)
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert g.shape == e.shape
         assert (g.float().cpu() - e).abs().max().item() <= rel * e.abs().max().item()
 
@@ -152,7 +152,7 @@ def test_compiled_training_step_gives_the_eager_gradients():
     for module in (plain, compiled):
         loss, _ = module.model_step((x, sharp))
         loss.backward()
-    for (name, p), q in zip(plain.net.named_parameters(), compiled.net.parameters()):
+    for (name, p), q in zip(plain.net.named_parameters(), compiled.net.parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
@@ -184,8 +184,12 @@ def test_tiled_inference_never_runs_the_network_on_more_than_a_tile():
 
 def test_fast_path_switches_compose_from_config(tmp_path: Path):
     cfg = compose_config(
-        ["model.channels_last=true", "model.compile=true", "model.compile_mode=max-autotune-no-cudagraphs",
-         "trainer=cpu_bf16"],
+        [
+            "model.channels_last=true",
+            "model.compile=true",
+            "model.compile_mode=max-autotune-no-cudagraphs",
+            "trainer=cpu_bf16",
+        ],
         tmp_path,
     )
     assert cfg.trainer.precision == "bf16-mixed"
@@ -220,7 +224,8 @@ def _macs_from_layer_table(channels: int, height: int, width: int) -> int:
         + 256 * 512 * 9 / 16  # ConvLSTM conv
         + (6 * 128 * 128 * 25 + 128 * 64 * 16) / 16  # DBlock1: ResBlocks + deconv over 1/4 inputs
         + (6 * 64 * 64 * 25 + 64 * 32 * 16) / 4  # DBlock2
-        + 6 * 32 * 32 * 25 + 32 * channels * 25  # OutBlock
+        + 6 * 32 * 32 * 25
+        + 32 * channels * 25  # OutBlock
     )
     planes = 3 // channels  # a grey model runs R, G, B as three planes
     pixels = sum(height * width * 0.25**level for level in range(3))
@@ -248,9 +253,13 @@ def test_benchmark_smoke_run_reports_every_case(tmp_path: Path):
     assert saved["phases_done"][-1] == "targets"
     rows = {(r["task"], r["model"], r["path"]): r for r in results["rows"]}
     assert set(rows) == {
-        ("infer", "color_lstm", "plain"), ("infer", "color_lstm", "channels_last"),
-        ("infer", "color_lstm", "bf16_cl"), ("infer", "lstm", "plain"), ("infer", "lstm", "bf16"),
-        ("train", "color_lstm", "plain"), ("train", "color_lstm", "bf16_cl"),
+        ("infer", "color_lstm", "plain"),
+        ("infer", "color_lstm", "channels_last"),
+        ("infer", "color_lstm", "bf16_cl"),
+        ("infer", "lstm", "plain"),
+        ("infer", "lstm", "bf16"),
+        ("train", "color_lstm", "plain"),
+        ("train", "color_lstm", "bf16_cl"),
         ("tiled", "color_lstm", "plain"),
     }
     for (task, _, _), row in rows.items():
@@ -310,3 +319,43 @@ def test_cuda_graphs_compile_mode_agrees():
             x_cuda = x.cuda().contiguous(memory_format=torch.channels_last)
             got = [g.clone().cpu() for g in module.net(x_cuda)]
     _assert_scales_close_relative(got, expected, TF32_REL_TOL)
+
+
+# --- the inference fast path (precision, channels-last) -----------------------------------------
+
+
+def test_precision_auto_resolves_from_the_cpus_bf16_units():
+    from srn_deblur.devices import resolve_precision
+
+    # Derived here from the kernel's own flag list, not from the code under test.
+    flags = next(
+        (
+            line.split(":", 1)[1].split()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        ),
+        [],
+    )
+    native = "amx_bf16" in flags or "avx512_bf16" in flags
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("int8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("tile_size", [None, 32])
+def test_deblur_fast_path_matches_fp32(tile_size):
+    net = _net()
+    x = _image(batch=1)
+    expected = deblur(copy.deepcopy(net), x, tile_size=tile_size, tile_overlap=16)
+    fast = deblur(copy.deepcopy(net), x, tile_size=tile_size, tile_overlap=16, channels_last=True)
+    assert (fast - expected).abs().max().item() <= FP32_TOL
+    bf16 = deblur(
+        copy.deepcopy(net), x, tile_size=tile_size, tile_overlap=16, precision="bf16", channels_last=True
+    )
+    assert bf16.dtype == torch.float32
+    with torch.no_grad():  # the module's tolerance is relative to the unclamped output's scale
+        scale = net(x)[-1].abs().max().item()
+    assert (bf16 - expected).abs().max().item() <= BF16_REL_TOL * scale
+    assert (bf16 - expected).abs().max().item() > 0  # it did run in bf16
