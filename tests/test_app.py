@@ -11,20 +11,22 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 from datamodules.image_io import to_tensor, to_uint8
+from srn_deblur.checkpoints import newest_checkpoint
 from srn_deblur.inference import CheckpointError, deblur, save_network, tile_count
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.webapp import ModelService, create_app
-from srn_deblur.checkpoints import newest_checkpoint
 from srn_deblur.webapp.checkpoints import resolve_checkpoint
 from srn_deblur.webapp.service import resolve_device
 from srn_deblur.webapp.uploads import download_name
-from tests.conftest import compose_config
+from tests.conftest import compose_config, make_clip
 
 REPO = Path(__file__).resolve().parents[1]
 TILE, OVERLAP, WHOLE_MAX = 48, 16, 48 * 48
@@ -93,7 +95,9 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth random `(H, W, 3)` uint8 picture (compresses like a photo, not like noise)."""
     rng = np.random.default_rng(seed)
     coarse = torch.from_numpy(rng.random((1, 3, height // 8 + 2, width // 8 + 2), dtype=np.float32))
-    smooth = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
+    smooth = torch.nn.functional.interpolate(
+        coarse, size=(height, width), mode="bicubic", align_corners=False
+    )
     return to_uint8(smooth[0])
 
 
@@ -244,40 +248,69 @@ PNG_BYTES = encode(GOOD)
 # (upload bytes, client file name, form field, expected status, expected message)
 BAD_INPUTS = [
     pytest.param(
-        b"just some text, no pixels here", "notes.txt", "image", 415,
-        r"'notes.txt' cannot be read as an image.*Upload a PNG, JPEG or WebP photo", id="not an image",
+        b"just some text, no pixels here",
+        "notes.txt",
+        "image",
+        415,
+        r"'notes.txt' cannot be read as an image.*Upload a PNG, JPEG or WebP photo",
+        id="not an image",
     ),
     pytest.param(
-        PNG_BYTES[: len(PNG_BYTES) // 2], "cut.png", "image", 400,
-        r"'cut.png' is truncated or corrupt.*upload the complete file again", id="truncated PNG",
+        PNG_BYTES[: len(PNG_BYTES) // 2],
+        "cut.png",
+        "image",
+        400,
+        r"'cut.png' is truncated or corrupt.*upload the complete file again",
+        id="truncated PNG",
     ),
     pytest.param(
-        encode(GOOD, "JPEG")[:700], "cut.jpg", "image", 400,
-        r"'cut.jpg' is truncated or corrupt", id="truncated JPEG",
+        encode(GOOD, "JPEG")[:700],
+        "cut.jpg",
+        "image",
+        400,
+        r"'cut.jpg' is truncated or corrupt",
+        id="truncated JPEG",
     ),
     pytest.param(b"", "empty.png", "image", 400, r"'empty.png' is empty \(0 bytes\)", id="empty upload"),
     pytest.param(b"", "", "image", 400, r"the upload is empty \(0 bytes\): choose a", id="no file chosen"),
     pytest.param(
-        encode(GOOD, "GIF"), "anim.gif", "image", 415,
-        r"'anim.gif' is a GIF image; this app accepts PNG, JPEG or WebP: convert it", id="unsupported format",
+        encode(GOOD, "GIF"),
+        "anim.gif",
+        "image",
+        415,
+        r"'anim.gif' is a GIF image; this app accepts PNG, JPEG or WebP: convert it",
+        id="unsupported format",
     ),
     pytest.param(
-        encode(photo(121, 130)), "huge.png", "image", 413,
+        encode(photo(121, 130)),
+        "huge.png",
+        "image",
+        413,
         r"'huge.png' is 130x121 \(0.0157 MP\), over this server's limit of 0.0144 MP: downscale it"
         r".*limits.max_pixels",
         id="over the pixel limit",
     ),
     pytest.param(
-        PNG_BYTES + b"\0" * MAX_BYTES, "heavy.png", "image", 413,
+        PNG_BYTES + b"\0" * MAX_BYTES,
+        "heavy.png",
+        "image",
+        413,
         r"'heavy.png' is larger than this server's limit of 0.2 MB: .*limits.max_upload_bytes",
         id="over the byte limit",
     ),
     pytest.param(
-        b"\0" * (3 * MAX_BYTES), "heavier.png", "image", 413,
-        r"the upload is larger than this server's limit of 0.2 MB", id="request body over the byte limit",
+        b"\0" * (3 * MAX_BYTES),
+        "heavier.png",
+        "image",
+        413,
+        r"the upload is larger than this server's limit of 0.2 MB",
+        id="request body over the byte limit",
     ),
     pytest.param(
-        PNG_BYTES, "photo.png", "file", 400,
+        PNG_BYTES,
+        "photo.png",
+        "file",
+        400,
         r"no file in the form field 'image'; the request had 'file': send the photo as image=@",
         id="wrong field name",
     ),
@@ -339,6 +372,77 @@ def test_job_api_reports_progress_and_serves_the_result(client, net):
     assert result.status_code == 200 and result.mimetype == "image/png"
     assert_close_pixels(decode(result.data), expected(net, pixels, tile_size=TILE))
     assert client.get(done["result_url"]).status_code == 200  # fetchable again (kept results)
+
+
+def test_job_progress_grows_while_the_job_runs(client, service):
+    """The fraction is polled mid-run: it must take values strictly between 0 and 1, in order."""
+    slow = service.net.register_forward_pre_hook(lambda *_: time.sleep(0.15))
+    try:
+        pixels = photo(100, 110, seed=9)
+        job = upload(client, encode(pixels), url="/api/jobs").get_json()
+        total = job["passes_total"]
+        assert total == len(range(0, 100 - TILE + 32, 32)) * len(range(0, 110 - TILE + 32, 32)) >= 9
+        seen = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = client.get(job["status_url"]).get_json()
+            seen.append(body["progress"])
+            if body["status"] == "done":
+                break
+            time.sleep(0.03)
+    finally:
+        slow.remove()
+    assert seen[-1] == 1.0
+    middle = sorted({p for p in seen if 0 < p < 1})
+    assert len(middle) >= 3, seen  # at least three distinct fractions while it ran
+    assert seen == sorted(seen)  # never goes back
+    assert all(abs(p * total - round(p * total)) < 0.01 for p in middle)  # whole tiles done / total
+
+
+@pytest.mark.slow
+def test_tiled_photo_at_the_apps_real_settings_matches_the_whole_image(tmp_path, net):
+    """configs/app.yaml's tile size, overlap and whole-image limit, against the network run once
+    on the whole photo (no deblur(), no tiling) and quantised here."""
+    settings = OmegaConf.load(REPO / "configs" / "app.yaml").service
+    svc = ModelService(
+        save_checkpoint(net, tmp_path / "tiny.ckpt"),
+        device="cpu",
+        precision="fp32",
+        tile_size=settings.tile_size,
+        tile_overlap=settings.tile_overlap,
+        whole_image_max_pixels=settings.whole_image_max_pixels,
+    )
+    try:
+        height, width = 1000, 1100  # 1.1 MP: over the whole-image limit, so tiled
+        assert height * width > settings.whole_image_max_pixels
+        pixels = photo(height, width, seed=10)
+        app = create_app(svc, max_upload_bytes=20_000_000, max_pixels=2_000_000)
+        response = upload(app.test_client(), encode(pixels), url="/api/deblur")
+        assert response.status_code == 200
+        assert int(response.headers["X-Deblur-Passes"]) > 1
+        tiled = decode(response.data).astype(int)
+    finally:
+        svc.close(timeout=10)
+    x = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        whole = net(x)[-1][0].clamp(0, 1).permute(1, 2, 0).numpy()
+    whole = np.rint(whole * 255.0).astype(int)
+    diff = np.abs(tiled - whole).max(axis=2)
+    # Away from the tile seams (the tile grid derived here: stride = tile - overlap).
+    stride = settings.tile_size - settings.tile_overlap
+    seams_y = [e for t in range(0, height, stride) for e in (t, t + settings.tile_size) if 0 < e < height]
+    seams_x = [e for t in range(0, width, stride) for e in (t, t + settings.tile_size) if 0 < e < width]
+    interior = np.ones((height, width), bool)
+    for e in seams_y:
+        interior[max(0, e - 32) : e + 32] = False
+    for e in seams_x:
+        interior[:, max(0, e - 32) : e + 32] = False
+    assert interior.sum() > 0.3 * interior.size
+    # Same weights on the same pixels: one 8-bit step (rounding ties, channels-last sums), a
+    # rare second where the coarse scales reach past the margin.
+    assert diff[interior].max() <= 2 and (diff[interior] <= 1).mean() > 0.999
+    # A random network is far from translation-blind at tile borders; the blend keeps the mean small.
+    assert np.abs(tiled - whole).mean() < 1.0
 
 
 def test_unknown_job_is_404(client):
@@ -519,7 +623,9 @@ def test_newest_demo_checkpoint_is_found(net, tmp_path):
 
 
 def test_no_checkpoint_says_which_command_makes_one(tmp_path):
-    with pytest.raises(CheckpointError, match=r"no ckpt_path given.*`python train.py`.*`python app.py ckpt_path="):
+    with pytest.raises(
+        CheckpointError, match=r"no ckpt_path given.*`python train.py`.*`python app.py ckpt_path="
+    ):
         resolve_checkpoint(None, tmp_path / "logs", "demo")
     with pytest.raises(CheckpointError, match=r"ckpt_path=.*missing.ckpt does not exist"):
         resolve_checkpoint(tmp_path / "missing.ckpt", tmp_path / "logs", "demo")
@@ -538,7 +644,9 @@ def test_config_builds_the_app_on_localhost_from_the_newest_training_checkpoint(
 
     cfg = compose_config(["service.max_queue=3"], tmp_path, config_name="app")
     assert cfg.host == "127.0.0.1" and cfg.ckpt_path is None and cfg.checkpoint_task == "train"
-    ckpt = save_checkpoint(net, Path(cfg.paths.log_dir) / "train/runs/2026-01-01_00-00-00/checkpoints/last.ckpt")
+    ckpt = save_checkpoint(
+        net, Path(cfg.paths.log_dir) / "train/runs/2026-01-01_00-00-00/checkpoints/last.ckpt"
+    )
     calls = {}
 
     def fake_serve(app, **kwargs):  # waitress would block; record how it was asked to listen
@@ -563,3 +671,60 @@ def test_app_py_without_any_checkpoint_prints_the_command_to_make_one(tmp_path):
     )
     assert result.returncode != 0
     assert "error: no ckpt_path given" in result.stderr and "`python train.py`" in result.stderr
+
+
+# --- video uploads ----------------------------------------------------------------------------
+
+FPS, SHARP = 25, 6
+
+
+def clip_bytes(tmp_path: Path, name: str = "clip.mp4", **kwargs) -> tuple[bytes, list[np.ndarray]]:
+    frames = make_clip(tmp_path / name, sharp_index=SHARP, fps=FPS, **kwargs)
+    return (tmp_path / name).read_bytes(), frames
+
+
+def test_video_upload_gives_its_sharpest_frame_deblurred_with_its_time_stamp(client, net, tmp_path):
+    data, _ = clip_bytes(tmp_path)
+    job = upload(client, data, "holiday.mp4", url="/api/jobs").get_json()
+    done = wait_done(client, job["status_url"])
+    assert done["status"] == "done" and done["progress"] == 1.0
+    assert done["frame_seconds"] == pytest.approx(SHARP / FPS, abs=1e-3)
+    assert done["download_name"] == "holiday_00-00-00.240_deblurred.png"
+    assert (done["width"], done["height"]) == (64, 48)
+    # The frame as the clip stores it, decoded here, then the network: the result must match.
+    with av.open(io.BytesIO(data)) as container:
+        frame = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][SHARP]
+    result = client.get(done["result_url"])
+    assert result.headers["X-Deblur-Frame-Seconds"] == "0.240"
+    assert_close_pixels(decode(result.data), expected(net, frame, tile_size=TILE))  # 64x48 is tiled here
+    source = client.get(done["source_url"])
+    assert source.status_code == 200 and np.array_equal(decode(source.data), frame)
+
+
+def _audio_only(path: Path) -> bytes:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=8000, layout="mono")
+        chunk = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="flt", layout="mono")
+        chunk.sample_rate = 8000
+        out.mux(stream.encode(chunk))
+        out.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def test_bad_video_uploads_get_a_4xx_and_the_server_keeps_serving(client, tmp_path):
+    good, _ = clip_bytes(tmp_path)
+    long_clip, _ = clip_bytes(tmp_path, "long.mp4", frames=int(FPS * MAX_VIDEO_SECONDS) + 10, audio=False)
+    cases = [
+        (b"just text", "notes.mp4", 415, r"'notes.mp4' cannot be read as a video.*upload an MP4, MOV"),
+        (_audio_only(tmp_path / "sound.mp4"), "sound.mp4", 415, r"'sound.mp4' has no video stream"),
+        (long_clip, "long.mp4", 413, r"'long.mp4' lasts 2.\d s, over this server's limit of 2 s: cut it"),
+        (good[: len(good) // 2], "cut.mp4", 400, r"'cut.mp4' is truncated or corrupt"),
+        (good + b"\0" * MAX_VIDEO_BYTES, "heavy.mp4", 413, r"larger than this server's limit of 0.4 MB for videos"),
+    ]
+    for data, name, status, message in cases:
+        response = upload(client, data, name, url="/api/jobs")
+        assert response.status_code == status, (name, response.get_json())
+        assert re.search(message, response.get_json()["error"]), response.get_json()["error"]
+        assert client.get("/api/health").status_code == 200
+    job = upload(client, good, "fine.mp4", url="/api/jobs").get_json()
+    assert wait_done(client, job["status_url"])["status"] == "done"

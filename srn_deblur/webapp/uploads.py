@@ -111,15 +111,18 @@ def _upload_message(exc: ImageDecodeError) -> str:
     return message + _ADVICE[exc.reason]
 
 
-def looks_like_video(data: bytes, name: str) -> bool:
-    """A video by its name's suffix or its first bytes (MP4/MOV `ftyp`, Matroska/WebM, AVI)."""
-    if PurePath(name).suffix.lower() in VIDEO_SUFFIXES:
-        return True
+def _video_signature(data: bytes) -> bool:
+    """MP4/MOV (`ftyp` box), Matroska/WebM (EBML header) or AVI (RIFF AVI) by the first bytes."""
     return (
         data[4:8] == b"ftyp"
         or data[:4] == b"\x1a\x45\xdf\xa3"
         or (data[:4] == b"RIFF" and data[8:12] == b"AVI ")
     )
+
+
+def looks_like_video(data: bytes, name: str) -> bool:
+    """A video by its name's suffix or its first bytes."""
+    return PurePath(name).suffix.lower() in VIDEO_SUFFIXES or _video_signature(data)
 
 
 # What each refusal of a video upload answers.
@@ -165,6 +168,8 @@ def decode_video_upload(data: bytes, name: str, max_bytes: int, max_seconds: flo
         finally:
             container.close()
     except VideoError as exc:
+        if exc.reason == "not_video" and _video_signature(data):  # a video's header, cut or damaged
+            raise UploadError(f"{label} is truncated or corrupt ({exc}){_VIDEO_ADVICE['corrupt']}") from exc
         raise UploadError(
             str(exc).replace("the limit", "this server's limit") + _VIDEO_ADVICE[exc.reason],
             _VIDEO_STATUS[exc.reason],
@@ -174,7 +179,7 @@ def decode_video_upload(data: bytes, name: str, max_bytes: int, max_seconds: flo
         raise UploadError(f"{label} has no frame that decodes: it is corrupt. Upload the complete file again")
     frame, _ = chosen[0]
     stem = f"{PurePath(name).stem or 'video'}_{time_stamp(frame.seconds)}"
-    return Photo(frame.pixels, download_name(stem), None, frame.seconds)
+    return Photo(frame.pixels, download_name(f"{stem}.png"), None, frame.seconds)
 
 
 def encode_png(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
