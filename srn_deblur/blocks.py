@@ -2,6 +2,7 @@
 
 Every convolution keeps the spatial size ("same" padding) unless it is strided, uses a
 bias, and is followed by ReLU except the second conv of a ResBlock and the output conv.
+`res_skip=False` turns every ResBlock into two plain conv + ReLU layers (the ablation's SR-ED).
 """
 
 from __future__ import annotations
@@ -34,21 +35,28 @@ def tf_same_pad(x: Tensor, kernel_size: int, stride: int) -> Tensor:
 
 
 class ResBlock(nn.Module):
-    """`x + conv(relu(conv(x)))`: no activation after the addition, as in the release."""
+    """`x + conv(relu(conv(x)))`: no activation after the addition, as in the release.
 
-    def __init__(self, channels: int, kernel_size: int = 5) -> None:
+    Without the skip it is `relu(conv(relu(conv(x))))`: two plain layers, each with the ReLU
+    every plain conv of the network has (the second conv is linear only because a sum follows).
+    The parameters are the same either way.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 5, skip: bool = True) -> None:
         super().__init__()
         pad = _same_padding(kernel_size)
+        self.skip = skip
         self.conv1 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
         self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(self.relu(self.conv1(x)))
+        y = self.conv2(self.relu(self.conv1(x)))
+        return x + y if self.skip else self.relu(y)
 
 
-def _res_blocks(channels: int, count: int, kernel_size: int) -> nn.Sequential:
-    return nn.Sequential(*(ResBlock(channels, kernel_size) for _ in range(count)))
+def _res_blocks(channels: int, count: int, kernel_size: int, skip: bool) -> nn.Sequential:
+    return nn.Sequential(*(ResBlock(channels, kernel_size, skip) for _ in range(count)))
 
 
 class EBlock(nn.Module):
@@ -67,6 +75,7 @@ class EBlock(nn.Module):
         num_res_blocks: int = 3,
         kernel_size: int = 5,
         tf_padding: bool = False,
+        res_skip: bool = True,
     ) -> None:
         super().__init__()
         pad = _same_padding(kernel_size)
@@ -75,7 +84,7 @@ class EBlock(nn.Module):
             in_channels, out_channels, kernel_size, stride=stride, padding=0 if tf_padding else pad
         )
         self.relu = nn.ReLU(inplace=True)
-        self.res_blocks = _res_blocks(out_channels, num_res_blocks, kernel_size)
+        self.res_blocks = _res_blocks(out_channels, num_res_blocks, kernel_size, res_skip)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.tf_padding:
@@ -88,10 +97,15 @@ class InBlock(EBlock):
     """The first encoder block: full resolution, no stride."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, num_res_blocks: int = 3, kernel_size: int = 5
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_res_blocks: int = 3,
+        kernel_size: int = 5,
+        res_skip: bool = True,
     ) -> None:
         # Stride 1 with an odd kernel: TF's 'SAME' and PyTorch's padding k // 2 agree.
-        super().__init__(in_channels, out_channels, 1, num_res_blocks, kernel_size)
+        super().__init__(in_channels, out_channels, 1, num_res_blocks, kernel_size, res_skip=res_skip)
 
 
 class DBlock(nn.Module):
@@ -108,9 +122,10 @@ class DBlock(nn.Module):
         num_res_blocks: int = 3,
         kernel_size: int = 5,
         deconv_kernel_size: int = 4,
+        res_skip: bool = True,
     ) -> None:
         super().__init__()
-        self.res_blocks = _res_blocks(in_channels, num_res_blocks, kernel_size)
+        self.res_blocks = _res_blocks(in_channels, num_res_blocks, kernel_size, res_skip)
         pad = (deconv_kernel_size - 1) // 2
         # out = (in - 1) * 2 - 2 * pad + k + output_padding = 2 * in
         self.deconv = nn.ConvTranspose2d(
@@ -132,10 +147,15 @@ class OutBlock(nn.Module):
     """ResBlocks, then a linear conv to the image channels (no activation, no clamp)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, num_res_blocks: int = 3, kernel_size: int = 5
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_res_blocks: int = 3,
+        kernel_size: int = 5,
+        res_skip: bool = True,
     ) -> None:
         super().__init__()
-        self.res_blocks = _res_blocks(in_channels, num_res_blocks, kernel_size)
+        self.res_blocks = _res_blocks(in_channels, num_res_blocks, kernel_size, res_skip)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=_same_padding(kernel_size))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -2,12 +2,15 @@
 
     I_i, h_i = Net_SR(B_i, up(I_{i+1}), up(h_{i+1}); theta)
 
-Defaults reproduce the release's `lstm` model (the paper's), 8,056,609 parameters.
+Defaults reproduce the release's `lstm` model (the paper's), 8,056,609 parameters. The settings
+live in one dataclass, `SRNConfig`; a checkpoint's `net_config` is its `to_dict()`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,33 +23,93 @@ from srn_deblur.recurrence import RECURRENCE_TYPES, build_recurrence, resize_rul
 _ENCODER_STRIDE = 4
 
 
+@dataclass(frozen=True)
+class SRNConfig:
+    """The settings of an `SRNDeblurNet`; the defaults are the paper's (release `lstm`) model.
+
+    Args:
+        channels: image channels the network works on (1 = the paper's grey model, 3 = colour).
+            A 1-channel network given `(N, 3, H, W)` runs R, G, B as three samples, as the
+            release deblurs colour images with its grey models.
+        num_scales: number of scales (3 in the paper; 1 = the "single scale" ablation).
+        scale_factor: size ratio between neighbouring scales (0.5).
+        widths: feature widths of the three encoder levels (32, 64, 128).
+        num_res_blocks: ResBlocks in every InBlock/EBlock/DBlock/OutBlock (3).
+        res_skip: the ResBlocks' identity skip; off, each is two plain conv + ReLU layers (the
+            ablation's SR-ED row).
+        kernel_size: kernel of every plain conv (5; the ablation study used 3).
+        deconv_kernel_size: transposed-conv kernel (4 in the release, 5 in the paper's text).
+        recurrence: bottleneck, one of `lstm`, `gru`, `rnn` (cells whose state crosses scales),
+            `conv` (one conv + ReLU, no state: the ablation's SS, SC and w/o R rows) or `none`
+            (no bottleneck: the released `color` and `gray` models).
+        recurrent_kernel_size: kernel of the bottleneck's conv (3).
+        shared_weights: one set of weights for all scales (True) or one per scale (the
+            "scale cascade" ablation).
+        residual: predict `blurry + estimate` instead of the image itself. Off in the paper;
+            it lets a short CPU run beat the blurry input quickly.
+        pad_mode: how inputs are padded to the size every scale needs (`replicate`/`reflect`).
+        tf_exact: follow TensorFlow 1.x's op conventions, as the release's trained weights need:
+            strided convs padded as TF's 'SAME' and every bilinear resize (input pyramid,
+            previous estimate, recurrent state, the loss's targets) without half-pixel centres.
+            Same parameters either way; off = PyTorch's conventions, for training from scratch.
+    """
+
+    channels: int = 1
+    num_scales: int = 3
+    scale_factor: float = 0.5
+    widths: tuple[int, int, int] = (32, 64, 128)
+    num_res_blocks: int = 3
+    res_skip: bool = True
+    kernel_size: int = 5
+    deconv_kernel_size: int = 4
+    recurrence: str = "lstm"
+    recurrent_kernel_size: int = 3
+    shared_weights: bool = True
+    residual: bool = False
+    pad_mode: str = "replicate"
+    tf_exact: bool = False
+
+    def __post_init__(self) -> None:
+        # Hydra hands lists (or ListConfig); a frozen config keeps a tuple of plain ints.
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey, the paper's) or 3 (colour), got {self.channels}")
+        if self.num_scales < 1:
+            raise ValueError(f"num_scales must be >= 1, got {self.num_scales}")
+        if not 0.0 < self.scale_factor < 1.0:
+            raise ValueError(f"scale_factor must be in (0, 1), got {self.scale_factor}")
+        if len(self.widths) != 3:
+            raise ValueError(f"widths must list 3 feature widths, got {list(self.widths)}")
+        if self.recurrence not in RECURRENCE_TYPES:
+            raise ValueError(f"recurrence must be one of {RECURRENCE_TYPES}, got {self.recurrence!r}")
+        if self.pad_mode not in ("replicate", "reflect"):
+            raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {self.pad_mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (widths as a list), so checkpoints load with `weights_only=True` and
+        `SRNDeblurNet(**d)` rebuilds the network; keys added later fall back to their defaults."""
+        return {**dataclasses.asdict(self), "widths": list(self.widths)}
+
+
 class EncoderDecoder(nn.Module):
-    """One scale of SRN: InBlock, 2 EBlocks, recurrent bottleneck, 2 DBlocks, OutBlock.
+    """One scale of SRN: InBlock, 2 EBlocks, bottleneck, 2 DBlocks, OutBlock.
 
     Input `(N, 2C, H, W)` = cat(blurry, previous estimate); output `(N, C, H, W)`.
     Skip connections add (not concatenate) encoder features to decoder features.
     """
 
-    def __init__(
-        self,
-        channels: int = 1,
-        widths: Sequence[int] = (32, 64, 128),
-        num_res_blocks: int = 3,
-        kernel_size: int = 5,
-        deconv_kernel_size: int = 4,
-        recurrence: str = "lstm",
-        recurrent_kernel_size: int = 3,
-        tf_padding: bool = False,
-    ) -> None:
+    def __init__(self, config: SRNConfig = SRNConfig()) -> None:
         super().__init__()
-        w1, w2, w3 = widths
-        self.in_block = InBlock(2 * channels, w1, num_res_blocks, kernel_size)
-        self.eblock1 = EBlock(w1, w2, 2, num_res_blocks, kernel_size, tf_padding)
-        self.eblock2 = EBlock(w2, w3, 2, num_res_blocks, kernel_size, tf_padding)
-        self.recurrent = build_recurrence(recurrence, w3, recurrent_kernel_size)
-        self.dblock1 = DBlock(w3, w2, num_res_blocks, kernel_size, deconv_kernel_size)
-        self.dblock2 = DBlock(w2, w1, num_res_blocks, kernel_size, deconv_kernel_size)
-        self.out_block = OutBlock(w1, channels, num_res_blocks, kernel_size)
+        c = config
+        w1, w2, w3 = c.widths
+        blocks = {"num_res_blocks": c.num_res_blocks, "kernel_size": c.kernel_size, "res_skip": c.res_skip}
+        self.in_block = InBlock(2 * c.channels, w1, **blocks)
+        self.eblock1 = EBlock(w1, w2, 2, tf_padding=c.tf_exact, **blocks)
+        self.eblock2 = EBlock(w2, w3, 2, tf_padding=c.tf_exact, **blocks)
+        self.recurrent = build_recurrence(c.recurrence, w3, c.recurrent_kernel_size)
+        self.dblock1 = DBlock(w3, w2, deconv_kernel_size=c.deconv_kernel_size, **blocks)
+        self.dblock2 = DBlock(w2, w1, deconv_kernel_size=c.deconv_kernel_size, **blocks)
+        self.out_block = OutBlock(w1, c.channels, **blocks)
 
     def forward(self, x: Tensor, state=None) -> tuple[Tensor, object]:
         e1 = self.in_block(x)  # (N, w1, H, W)
@@ -59,110 +122,42 @@ class EncoderDecoder(nn.Module):
 
 
 class SRNDeblurNet(nn.Module):
-    """Scale-recurrent deblurring network.
+    """Scale-recurrent deblurring network, built from an `SRNConfig` (see it for the settings).
 
-    Args:
-        channels: image channels the network works on (1 = the paper's grey model, 3 = colour).
-            A 1-channel network given `(N, 3, H, W)` runs R, G, B as three samples, as the
-            release deblurs colour images with its grey models.
-        num_scales: number of scales (3 in the paper; 1 = the "single scale" ablation).
-        scale_factor: size ratio between neighbouring scales (0.5).
-        widths: feature widths of the three encoder levels (32, 64, 128).
-        num_res_blocks: ResBlocks in every InBlock/EBlock/DBlock/OutBlock (3).
-        kernel_size: kernel of every plain conv (5; the ablation study used 3).
-        deconv_kernel_size: transposed-conv kernel (4 in the release, 5 in the paper's text).
-        recurrence: bottleneck cell, one of `lstm`, `gru`, `rnn`, `none`.
-        recurrent_kernel_size: kernel of the recurrent cell's conv (3).
-        shared_weights: one set of weights for all scales (True) or one per scale (the
-            "scale cascade" ablation).
-        residual: predict `blurry + estimate` instead of the image itself. Off in the paper;
-            it lets a short CPU run beat the blurry input quickly.
-        pad_mode: how inputs are padded to the size every scale needs (`replicate`/`reflect`).
-        tf_exact: follow TensorFlow 1.x's op conventions, as the release's trained weights need:
-            strided convs padded as TF's 'SAME' and every bilinear resize (input pyramid,
-            previous estimate, recurrent state, the loss's targets) without half-pixel centres.
-            Same parameters either way; off = PyTorch's conventions, for training from scratch.
+    `SRNDeblurNet(**settings)` (Hydra configs, `load_network`'s `net_config`) and
+    `SRNDeblurNet(SRNConfig(...), **overrides)` build the same network.
 
     Input: `(N, C, H, W)` float in [0, 1], any H, W. Output: list of `num_scales` estimates,
     coarsest first; the last one is full resolution `(N, C, H, W)` and is the result.
     """
 
-    def __init__(
-        self,
-        channels: int = 1,
-        num_scales: int = 3,
-        scale_factor: float = 0.5,
-        widths: Sequence[int] = (32, 64, 128),
-        num_res_blocks: int = 3,
-        kernel_size: int = 5,
-        deconv_kernel_size: int = 4,
-        recurrence: str = "lstm",
-        recurrent_kernel_size: int = 3,
-        shared_weights: bool = True,
-        residual: bool = False,
-        pad_mode: str = "replicate",
-        tf_exact: bool = False,
-    ) -> None:
+    def __init__(self, config: SRNConfig | None = None, /, **settings: Any) -> None:
         super().__init__()
-        if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grey, the paper's) or 3 (colour), got {channels}")
-        if num_scales < 1:
-            raise ValueError(f"num_scales must be >= 1, got {num_scales}")
-        if not 0.0 < scale_factor < 1.0:
-            raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
-        if len(widths) != 3:
-            raise ValueError(f"widths must list 3 feature widths, got {list(widths)}")
-        if recurrence not in RECURRENCE_TYPES:
-            raise ValueError(f"recurrence must be one of {RECURRENCE_TYPES}, got {recurrence!r}")
-        if pad_mode not in ("replicate", "reflect"):
-            raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {pad_mode!r}")
-        # The constructor arguments, stored in checkpoints so a network can be rebuilt from one.
-        self.config = {
-            "channels": channels,
-            "num_scales": num_scales,
-            "scale_factor": scale_factor,
-            "widths": [int(w) for w in widths],
-            "num_res_blocks": num_res_blocks,
-            "kernel_size": kernel_size,
-            "deconv_kernel_size": deconv_kernel_size,
-            "recurrence": recurrence,
-            "recurrent_kernel_size": recurrent_kernel_size,
-            "shared_weights": shared_weights,
-            "residual": residual,
-            "pad_mode": pad_mode,
-            "tf_exact": tf_exact,
-        }
-        self.channels = channels
-        self.num_scales = num_scales
-        self.scale_factor = scale_factor
-        self.residual = residual
-        self.pad_mode = pad_mode
-        self.shared_weights = shared_weights
-        self.tf_exact = tf_exact
-        self._resize = resize_rule(tf_exact)
-        n_nets = 1 if shared_weights else num_scales
-        self.nets = nn.ModuleList(
-            EncoderDecoder(
-                channels,
-                tuple(widths),
-                num_res_blocks,
-                kernel_size,
-                deconv_kernel_size,
-                recurrence,
-                recurrent_kernel_size,
-                tf_padding=tf_exact,
-            )
-            for _ in range(n_nets)
-        )
+        self.cfg = dataclasses.replace(config, **settings) if config is not None else SRNConfig(**settings)
+        c = self.cfg
+        self.channels = c.channels
+        self.num_scales = c.num_scales
+        self.scale_factor = c.scale_factor
+        self.residual = c.residual
+        self.pad_mode = c.pad_mode
+        self.shared_weights = c.shared_weights
+        self.tf_exact = c.tf_exact
+        self._resize = resize_rule(c.tf_exact)
+        n_nets = 1 if c.shared_weights else c.num_scales
+        self.nets = nn.ModuleList(EncoderDecoder(c) for _ in range(n_nets))
         self.reset_parameters()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The settings as plain values: what checkpoints store as `net_config`."""
+        return self.cfg.to_dict()
 
     def reset_parameters(self) -> None:
         """Xavier-uniform weights and zero biases for every conv, as the release does.
 
         A residual network also starts with a zero output conv, so its first estimate is the
-        blurry input itself rather than the input plus a random image: measured on the demo,
-        this saves the ~1000 steps the Xavier-initialised output conv needs to unlearn its
-        noise (+0.65 dB over the input after 300 steps instead of +0.23 dB).
+        blurry input itself rather than the input plus a random image that the first steps of
+        training would spend unlearning (docs/demo.md tells the story).
         """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -179,13 +174,18 @@ class SRNDeblurNet(nn.Module):
 
     @property
     def recurrent_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the recurrent bottleneck(s): the only ones the paper clips."""
-        return [p for net in self.nets for p in net.recurrent.parameters()]
+        """Parameters of the bottleneck cells whose state crosses scales: the only ones the
+        paper clips (a stateless `conv` bottleneck is an ordinary layer)."""
+        return [p for net in self.nets if net.recurrent.carries_state for p in net.recurrent.parameters()]
 
     def scale_size(self, height: int, width: int, level: int) -> tuple[int, int]:
-        """Spatial size at `level` (0 = full resolution), rounded as the release does."""
+        """Spatial size at `level` (0 = full resolution), rounded as the release does.
+
+        At least one pixel: a side too short for the coarse scales (e.g. 1 or 2 pixels at 3
+        scales, which round to 0) gets one-pixel estimates there, so every scale has a loss.
+        """
         f = self.scale_factor**level
-        return round(height * f), round(width * f)
+        return max(1, round(height * f)), max(1, round(width * f))
 
     def padded_length(self, length: int) -> int:
         """Smallest length >= `length` that divides by 4 at every scale (16 for 3 scales at 0.5)."""

@@ -1,7 +1,8 @@
 """Recurrent bottlenecks that carry information from a coarse scale to the next finer one.
 
 The paper's model uses a ConvLSTM; its ablation (Table 1) compares it with a plain conv
-RNN, a ConvGRU and no recurrence at all. Every cell has the same interface so the
+RNN, a ConvGRU, and a plain conv that passes no state (the single-scale rows); the released
+`color`/`gray` models have no bottleneck at all. Every cell has the same interface so the
 scale-recurrent wrapper never needs to know which one it holds:
 
 * ``cell(x, state) -> (features, state)``, with ``state=None`` meaning zeros;
@@ -73,6 +74,8 @@ class _ConvRecurrentCell(nn.Module):
     """Shared plumbing: zero initial state and bilinear state resizing."""
 
     num_state_tensors = 1
+    # A cell whose state crosses scales: the paper clips the gradients of these alone.
+    carries_state = True
 
     def __init__(self, channels: int, kernel_size: int) -> None:
         super().__init__()
@@ -155,7 +158,9 @@ class ConvRNNCell(_ConvRecurrentCell):
 
 
 class NoRecurrence(nn.Module):
-    """Identity bottleneck: the released `color` and `gray` models, the ablation's "no R"."""
+    """Identity bottleneck: the released `color` and `gray` models."""
+
+    carries_state = False
 
     def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, None]:
         return x, None
@@ -166,17 +171,38 @@ class NoRecurrence(nn.Module):
         return None
 
 
-RECURRENCE_TYPES = ("lstm", "gru", "rnn", "none")
+class ConvBottleneck(NoRecurrence):
+    """One conv + ReLU (width -> width) that passes no state to the next scale.
+
+    The ablation's SS, SC and w/o R rows put it where the ConvLSTM sits, so they differ from
+    the full model by the recurrence alone, not by a missing layer. Its ReLU follows the rule
+    of every plain conv in the network (a parameter count cannot tell either way).
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"recurrent kernel_size must be odd, got {kernel_size}")
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, None]:
+        return self.relu(self.conv(x)), None
+
+
+RECURRENCE_TYPES = ("lstm", "gru", "rnn", "conv", "none")
 
 
 def build_recurrence(kind: str, channels: int, kernel_size: int) -> nn.Module:
-    """Map the config word (`lstm`, `gru`, `rnn`, `none`) to a cell."""
+    """Map the config word (`lstm`, `gru`, `rnn`, `conv`, `none`) to a cell."""
     if kind == "lstm":
         return ConvLSTMCell(channels, kernel_size)
     if kind == "gru":
         return ConvGRUCell(channels, kernel_size)
     if kind == "rnn":
         return ConvRNNCell(channels, kernel_size)
+    if kind == "conv":
+        return ConvBottleneck(channels, kernel_size)
     if kind == "none":
         return NoRecurrence()
     raise ValueError(f"recurrence must be one of {RECURRENCE_TYPES}, got {kind!r}")
