@@ -103,7 +103,9 @@ def ramp(length: int, overlap: int, device: torch.device) -> Tensor:
     return (torch.minimum(pos + 1, length - pos) / max(overlap, 1)).clamp(1e-3, 1.0)
 
 
-def tiles_per_batch(count: int, bytes_per_tile: int, free_bytes: int, headroom: float = GPU_MEMORY_HEADROOM) -> int:
+def tiles_per_batch(
+    count: int, bytes_per_tile: int, free_bytes: int, headroom: float = GPU_MEMORY_HEADROOM
+) -> int:
     """How many tiles fit in one batch: `headroom` of the free memory over one tile's peak, 1 to `count`."""
     if bytes_per_tile <= 0:
         return max(count, 1)

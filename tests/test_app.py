@@ -138,7 +138,8 @@ def test_page_has_picker_drop_zone_progress_viewer_and_download(client, service)
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert 'name="viewport"' in html  # phone-sized screens
-    assert 'type="file"' in html and 'accept="image/jpeg,image/png,image/webp"' in html
+    accept = "image/jpeg,image/png,image/webp,video/*,.mp4,.mov,.mkv,.webm,.avi"
+    assert 'type="file"' in html and f'accept="{accept}"' in html
     elements = ("drop-zone", "progress", "error", "before-image", "after-image", "slider", "download")
     for element in elements:
         assert f'id="{element}"' in html, element
@@ -719,7 +720,7 @@ def test_bad_video_uploads_get_a_4xx_and_the_server_keeps_serving(client, tmp_pa
         (_audio_only(tmp_path / "sound.mp4"), "sound.mp4", 415, r"'sound.mp4' has no video stream"),
         (long_clip, "long.mp4", 413, r"'long.mp4' lasts 2.\d s, over this server's limit of 2 s: cut it"),
         (good[: len(good) // 2], "cut.mp4", 400, r"'cut.mp4' is truncated or corrupt"),
-        (good + b"\0" * MAX_VIDEO_BYTES, "heavy.mp4", 413, r"larger than this server's limit of 0.4 MB for videos"),
+        (good + b"\0" * MAX_VIDEO_BYTES, "heavy.mp4", 413, r"server.s limit of 0.4 MB for vid"),
     ]
     for data, name, status, message in cases:
         response = upload(client, data, name, url="/api/jobs")

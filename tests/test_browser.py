@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from PIL import Image
 
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.webapp import create_app
+from tests.conftest import make_clip
 from tests.test_app import TILE, assert_close_pixels, encode, expected, make_service, photo, save_checkpoint
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,7 +57,13 @@ def served(tmp_path_factory):
     checkpoint = save_checkpoint(net, tmp_path_factory.mktemp("browser") / "tiny.ckpt")
     service = make_service(checkpoint)
     slow = service.net.register_forward_pre_hook(lambda *_: time.sleep(PASS_DELAY_S))
-    app = create_app(service, max_upload_bytes=2_000_000, max_pixels=1_000_000)
+    app = create_app(
+        service,
+        max_upload_bytes=2_000_000,
+        max_pixels=1_000_000,
+        max_video_bytes=2_000_000,
+        max_video_seconds=5,
+    )
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -131,7 +139,10 @@ def test_upload_shows_progress_then_the_result_and_downloads_the_sharp_png(brows
         page.fill("#slider", "20")  # the before/after divider follows the slider
         assert page.eval_on_selector("#viewer", "v => v.style.getPropertyValue('--split')") == "20%"
         page.click("button[data-mode=side]")
-        before, after = page.locator("#before-image").bounding_box(), page.locator("#after-image").bounding_box()
+        before, after = (
+            page.locator("#before-image").bounding_box(),
+            page.locator("#after-image").bounding_box(),
+        )
         assert after["x"] >= before["x"] + before["width"] - 1 and abs(after["y"] - before["y"]) < 1
 
         shot = tmp_path / "result-desktop.png"
@@ -164,7 +175,12 @@ def test_bad_file_shows_the_servers_message_and_the_next_photo_works(browser, se
 def test_phone_screen_drag_and_drop(browser, served, tmp_path):
     url, _, _ = served
     data = encode(photo(120, 90, seed=23))  # portrait
-    phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
+    phone = {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+    }
     context, page = open_page(browser, url, **phone)
     try:
         page.evaluate(
@@ -174,21 +190,53 @@ def test_phone_screen_drag_and_drop(browser, served, tmp_path):
                 transfer.items.add(new File([bytes], name, { type: "image/png" }));
                 const zone = document.getElementById("drop-zone");
                 for (const type of ["dragover", "drop"]) {
-                  zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+                  const options = { dataTransfer: transfer, bubbles: true, cancelable: true };
+                  zone.dispatchEvent(new DragEvent(type, options));
                 }
             }""",
             [base64.b64encode(data).decode(), "dropped.png"],
         )
         wait_for_result(page)
         assert shown_size(page, "#after-image") == (90, 120)
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+        assert page.evaluate(
+            "document.documentElement.scrollWidth <= window.innerWidth"
+        )  # no sideways scrolling
         assert page.locator("#after-image").bounding_box()["width"] <= 390
         page.click("button[data-mode=side]")  # side by side stacks on a phone
-        before, after = page.locator("#before-image").bounding_box(), page.locator("#after-image").bounding_box()
+        before, after = (
+            page.locator("#before-image").bounding_box(),
+            page.locator("#after-image").bounding_box(),
+        )
         assert after["y"] >= before["y"] + before["height"] - 1
         assert page.get_attribute("#download", "download") == "dropped_deblurred.png"
         shot = tmp_path / "result-phone.png"
         page.screenshot(path=str(shot), full_page=True)
         assert Image.open(io.BytesIO(shot.read_bytes())).size[0] == 390 * 2
+    finally:
+        context.close()
+
+
+def test_video_upload_shows_its_sharpest_frame_deblurred_with_the_time_stamp(browser, served, tmp_path):
+    url, _, net = served
+    clip = tmp_path / "walk.mp4"
+    make_clip(clip, frames=10, sharp_index=4, size=(48, 64), fps=25)
+    with av.open(str(clip)) as container:  # the sharp frame as the clip stores it, decoded here
+        frame = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)][4]
+    context, page = open_page(browser, url)
+    try:
+        page.set_input_files("#file-input", str(clip))
+        wait_for_result(page)
+        assert page.is_hidden("#error")
+        assert "frame at 0:00.160" in page.inner_text("#result-info")
+        assert shown_size(page, "#after-image") == (64, 48) and shown_size(page, "#before-image") == (64, 48)
+        with page.expect_download() as download_info:
+            page.click("#download")
+        download = download_info.value
+        assert download.suggested_filename == "walk_00-00-00.160_deblurred.png"
+        saved = tmp_path / download.suggested_filename
+        download.save_as(saved)
+        result = np.asarray(Image.open(saved).convert("RGB"))
+        assert_close_pixels(result, expected(net, frame, tile_size=TILE))
+        page.screenshot(path=str(tmp_path / "video-result.png"), full_page=True)
     finally:
         context.close()

@@ -17,6 +17,8 @@
   const download = $("download");
   const info = $("result-info");
   const maxBytes = Number(document.body.dataset.maxBytes);
+  const maxVideoBytes = Number(document.body.dataset.maxVideoBytes);
+  const videoSuffixes = (document.body.dataset.videoSuffixes || "").split(",");
   const jobsUrl = document.body.dataset.jobsUrl;
   const POLL_MS = 300;
   let objectUrls = [];
@@ -58,7 +60,9 @@
       xhr.upload.onprogress = (event) => {
         if (!event.lengthComputable) return;
         const fraction = event.loaded / event.total;
-        setStatus(`Uploading… ${Math.round(100 * fraction)}%`, fraction);
+        if (fraction < 1) setStatus(`Uploading… ${Math.round(100 * fraction)}%`, fraction);
+        else if (isVideo(file)) setStatus("Finding the sharpest frame…", null); // the server decodes the clip
+        else setStatus("Uploading… 100%", 1);
       };
       xhr.onload = () => {
         if (xhr.status === 202) resolve(JSON.parse(xhr.responseText));
@@ -94,13 +98,28 @@
     }
   }
 
+  function isVideo(file) {
+    const dot = file.name.lastIndexOf(".");
+    const suffix = dot >= 0 ? file.name.slice(dot).toLowerCase() : "";
+    return file.type.startsWith("video/") || videoSuffixes.includes(suffix);
+  }
+
+  // "0:12.345" for a frame's time stamp in seconds.
+  function clock(seconds) {
+    const minutes = Math.floor(seconds / 60);
+    return `${minutes}:${(seconds - 60 * minutes).toFixed(3).padStart(6, "0")}`;
+  }
+
   async function deblur(file) {
     if (busy) return;
     errorBox.hidden = true;
     if (!file) return;
-    if (file.size > maxBytes) {
-      const limit = `${Number((maxBytes / 1e6).toPrecision(3))} MB`;
-      showError(`'${file.name}' is larger than this server's limit of ${limit}: upload a smaller or more compressed photo`);
+    const video = isVideo(file);
+    const limitBytes = video ? maxVideoBytes : maxBytes;
+    if (file.size > limitBytes) {
+      const limit = `${Number((limitBytes / 1e6).toPrecision(3))} MB`;
+      const what = video ? "a shorter clip" : "a smaller or more compressed photo";
+      showError(`'${file.name}' is larger than this server's limit of ${limit}: upload ${what}`);
       return;
     }
     busy = true;
@@ -113,14 +132,22 @@
       if (!response.ok) throw new Error(errorFrom(await response.text(), response.status));
       const blob = await response.blob();
       resetUrls();
-      const beforeUrl = URL.createObjectURL(file);
+      // A video's "before" is the chosen frame as the clip has it, which the server kept.
+      let source = file;
+      if (done.source_url) {
+        const frame = await fetch(done.source_url);
+        if (!frame.ok) throw new Error(errorFrom(await frame.text(), frame.status));
+        source = await frame.blob();
+      }
+      const beforeUrl = URL.createObjectURL(source);
       const afterUrl = URL.createObjectURL(blob);
       objectUrls = [beforeUrl, afterUrl];
       await Promise.all([load(before, beforeUrl), load(after, afterUrl)]);
       download.href = afterUrl;
       download.download = done.download_name;
       const tiles = done.passes_total > 1 ? `${done.passes_total} tiles · ` : "";
-      info.textContent = `${done.width}×${done.height} pixels · ${tiles}${done.seconds.toFixed(1)} s`;
+      const when = done.frame_seconds === null ? "" : `frame at ${clock(done.frame_seconds)} · `;
+      info.textContent = `${when}${done.width}×${done.height} pixels · ${tiles}${done.seconds.toFixed(1)} s`;
       statusBox.hidden = true;
       result.hidden = false;
     } catch (error) {
