@@ -16,16 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from srn_deblur.paper_table import (  # noqa: E402
-    CONFIG_DIR,
-    PRESETS,
-    ROW_SETS,
-    ROWS,
-    gather,
-    load_protocol,
-    resolve_rows,
-    train_rows,
-)
+from srn_deblur.paper_runs import PRESETS, gather, load_protocol, train_rows  # noqa: E402
+from srn_deblur.paper_table import CONFIG_DIR, ROW_SETS, ROWS, resolve_rows  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

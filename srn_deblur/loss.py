@@ -42,4 +42,3 @@ class MultiScaleLoss(nn.Module):
             target = self.resize(sharp, tuple(estimate.shape[-2:]))
             total = total + weight * F.mse_loss(estimate.float(), target)
         return total
-

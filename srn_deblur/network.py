@@ -189,6 +189,7 @@ class SRNDeblurNet(nn.Module):
 
     def padded_length(self, length: int) -> int:
         """Smallest length >= `length` that divides by 4 at every scale (16 for 3 scales at 0.5)."""
+
         def fits(n: int) -> bool:
             sizes = [round(n * self.scale_factor**level) for level in range(self.num_scales)]
             return all(s > 0 and s % _ENCODER_STRIDE == 0 for s in sizes)

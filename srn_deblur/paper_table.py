@@ -1,35 +1,25 @@
-"""Reproducing the paper's tables: train a set of rows, evaluate each, gather one markdown table.
+"""The paper's tables: which rows there are, what the paper reports for each, the markdown table.
 
-A row is an experiment config (`configs/experiment/<row>.yaml`). Rows are trained by `train.py`
-itself, one process per row or one Hydra multirun, so a table run is exactly what a user
-would launch by hand. Each run folder is then evaluated with `srn_deblur.evaluation` (full
-test images, the published protocol) and the results are set beside the paper's numbers.
-
-Only numbers checked against the paper or the release (`shared/docs/SRN_SPEC.md`) are shown
-as published; the other cells stay empty rather than quote unverified figures.
+A row is an experiment config (`configs/experiment/<row>.yaml`); `srn_deblur.paper_runs` trains
+and evaluates rows, and `table_markdown` sets the results beside the paper's numbers. Only
+numbers checked against the paper or the release (docs/architecture.md) are shown as published;
+the other cells stay empty rather than quote unverified figures. The paper's Table 1 parameter
+counts are given to 0.01M; the layer table reproduces each of them (tests/test_paper_table.py).
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-from srn_deblur.evaluation import evaluate_checkpoint, parameter_count
-from srn_deblur.protocols import DEFAULT_PROTOCOL, ScoringProtocol
-
-log = logging.getLogger(__name__)
+from srn_deblur.evaluation import parameter_count
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -50,15 +40,24 @@ class TableRow:
 ROWS: dict[str, TableRow] = {
     row.experiment: row
     for row in (
-        TableRow("ablation_single_scale", "SS (single scale)", source="paper Table 1"),
-        TableRow("ablation_scale_cascade", "SC (scale cascade, no sharing)", source="paper Table 1"),
-        TableRow("ablation_no_recurrence", "w/o R (no recurrence)", source="paper Table 1"),
+        TableRow("ablation_single_scale", "SS (single scale)", paper_params=2.73e6, source="paper Table 1"),
+        TableRow(
+            "ablation_scale_cascade",
+            "SC (scale cascade, no sharing)",
+            paper_params=8.19e6,
+            source="paper Table 1",
+        ),
+        TableRow(
+            "ablation_no_recurrence", "w/o R (no state passed)", paper_params=2.73e6, source="paper Table 1"
+        ),
         TableRow("ablation_rnn", "RNN", source="paper Table 1"),
         TableRow("ablation_gru", "GRU"),
         TableRow("ablation_lstm", "LSTM = SR-EDRB3", paper_params=3.76e6, source="paper Table 1"),
-        TableRow("ablation_no_resblocks", "SR-ED (no ResBlocks)", source="paper Table 1"),
-        TableRow("ablation_resblocks1", "SR-EDRB1", source="paper Table 1"),
-        TableRow("ablation_resblocks2", "SR-EDRB2", source="paper Table 1"),
+        TableRow(
+            "ablation_no_resblocks", "SR-ED (no ResBlock skips)", paper_params=3.76e6, source="paper Table 1"
+        ),
+        TableRow("ablation_resblocks1", "SR-EDRB1", paper_params=2.21e6, source="paper Table 1"),
+        TableRow("ablation_resblocks2", "SR-EDRB2", paper_params=2.99e6, source="paper Table 1"),
         TableRow("gopro_full", "SRN-DeblurNet (paper recipe)", 30.26, 0.9342, source="paper Table 2"),
         TableRow("gopro_release_lstm", "release `lstm`", 30.19, 0.9334, 8_056_609, "release README"),
         TableRow("gopro_release_color", "release `color`", 30.25, None, 6_881_251, "a user of the release"),
@@ -72,39 +71,6 @@ ROW_SETS = {
     "all": list(ROWS),
 }
 
-# A budget that trains every row for seconds on a CPU, on the synthetic set in its own folder.
-# The machinery is the real one; the numbers only show that it works.
-PRESETS: dict[str, list[str]] = {
-    "cpu_tiny": [
-        "data=synthetic",
-        "trainer=cpu",
-        "data.data_dir=${paths.data_dir}/synthetic_table",
-        "data.train_frames=4",
-        "data.test_frames=1",
-        "data.val_sequences=null",  # validate on the test split: the rows are compared, not tuned
-        "data.max_side=128",
-        "data.batch_size=4",
-        "data.crop_size=64",
-        "data.train_samples_per_epoch=256",  # 2 epochs x 64 steps of 4 crops
-        "data.num_workers=0",
-        "data.pin_memory=false",
-        "model.net.widths=[8,16,16]",
-        # Predict blurry + correction: a network that must first learn the identity does not
-        # beat its input in a few dozen steps (ENVIRONMENT.md's probe).
-        "model.net.residual=true",
-        "model.optimizer.lr=5e-4",
-        "trainer.max_epochs=2",
-        "trainer.check_val_every_n_epoch=1",
-        "trainer.log_every_n_steps=4",
-        "trainer.precision=32-true",
-        "~callbacks.rich_progress_bar",
-        "~callbacks.model_summary",
-        "logger=csv",
-        "test=false",
-        "+print_config=false",
-    ],
-}
-
 
 def resolve_rows(names: Sequence[str]) -> list[str]:
     """Row names, with the sets `ablation`, `release` and `all` expanded; unknown names refused."""
@@ -112,7 +78,9 @@ def resolve_rows(names: Sequence[str]) -> list[str]:
     for name in names:
         for row in ROW_SETS.get(name, [name]):
             if row not in ROWS:
-                raise ValueError(f"unknown table row {row!r}; choose from {', '.join(ROWS)} or {', '.join(ROW_SETS)}")
+                raise ValueError(
+                    f"unknown table row {row!r}; choose from {', '.join(ROWS)} or {', '.join(ROW_SETS)}"
+                )
             if row not in rows:
                 rows.append(row)
     return rows
@@ -133,100 +101,6 @@ def full_size_parameters(row: str) -> int:
     return parameter_count(hydra.utils.instantiate(compose_row(row).model.net))
 
 
-def train_commands(
-    rows: Sequence[str], out_dir: str | Path, overrides: Sequence[str] = (), multirun: bool = False
-) -> list[list[str]]:
-    """The `train.py` command lines that train `rows` into `out_dir` (one, if `multirun`)."""
-    out_dir = Path(out_dir).resolve()
-    base = [sys.executable, str(REPO_ROOT / "train.py")]
-    if multirun:
-        return [[*base, "-m", f"experiment={','.join(rows)}", f"hydra.sweep.dir={out_dir}", *overrides]]
-    return [[*base, f"experiment={row}", f"hydra.run.dir={out_dir / row}", *overrides] for row in rows]
-
-
-def train_rows(rows: Sequence[str], out_dir: str | Path, overrides: Sequence[str] = (), multirun: bool = False) -> None:
-    """Train `rows` with `train.py`, stopping at the first failure with its command."""
-    for command in train_commands(rows, out_dir, overrides, multirun):
-        log.info("running: %s", " ".join(command))
-        done = subprocess.run(command)  # from the caller's folder, as if typed there
-        if done.returncode != 0:
-            raise RuntimeError(f"training failed (exit {done.returncode}): {' '.join(command)}")
-
-
-def find_runs(folders: Sequence[str | Path]) -> list[Path]:
-    """Run folders (those with `.hydra/config.yaml`) in or under `folders`, sorted."""
-    runs: set[Path] = set()
-    for folder in folders:
-        folder = Path(folder)
-        if (folder / ".hydra" / "config.yaml").is_file():
-            runs.add(folder)
-        runs.update(p.parent.parent for p in folder.glob("*/.hydra/config.yaml"))
-    if not runs:
-        raise FileNotFoundError(f"no training runs (folders with .hydra/config.yaml) in {', '.join(map(str, folders))}")
-    return sorted(runs)
-
-
-def run_experiment(run_dir: Path) -> str:
-    """The experiment a run folder was trained with (Hydra's recorded choice)."""
-    hydra_file = run_dir / ".hydra" / "hydra.yaml"
-    if hydra_file.is_file():
-        choice = OmegaConf.load(hydra_file).hydra.runtime.choices.get("experiment")
-        if choice:
-            return str(choice)
-    return str(OmegaConf.load(run_dir / ".hydra" / "config.yaml").task_name)
-
-
-def run_checkpoint(run_dir: Path, which: str = "last") -> Path:
-    """`last`: the run's final weights; `best`: the one its ModelCheckpoint rated best."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise FileNotFoundError(f"run {run_dir} has no checkpoints/last.ckpt: did its training finish?")
-    if which == "last":
-        return last
-    if which != "best":
-        raise ValueError(f"checkpoint must be 'last' or 'best', got {which!r}")
-    states = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
-    # Only a monitoring callback rates checkpoints (last_checkpoint's "best" is just the latest).
-    best = [
-        s.get("best_model_path")
-        for k, s in states.items()
-        if k.startswith("ModelCheckpoint") and s.get("monitor") and s.get("best_model_path")
-    ]
-    if not best:
-        raise FileNotFoundError(f"run {run_dir} recorded no best checkpoint; use checkpoint=last")
-    return Path(best[0])
-
-
-def load_protocol(name: str) -> ScoringProtocol:
-    """The scoring protocol `configs/protocol/<name>.yaml` (as `evaluate.py protocol=<name>` takes it)."""
-    path = CONFIG_DIR / "protocol" / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise ValueError(f"unknown scoring protocol {name!r}: no {path}; choose from {known}")
-    return hydra.utils.instantiate(OmegaConf.load(path))
-
-
-def evaluate_run(
-    run_dir: Path, checkpoint: str = "last", protocol: ScoringProtocol = DEFAULT_PROTOCOL, **eval_kwargs: Any
-) -> dict[str, Any]:
-    """Evaluate a run on the test split of the data it was trained on; cached in `<run>/eval/<protocol>/`."""
-    out_dir = run_dir / "eval" / protocol.name
-    summary_file = out_dir / "summary.json"
-    if summary_file.is_file():
-        return json.loads(summary_file.read_text())
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)  # Hydra's runtime resolver is not available here
-        # A relative root (the default `.`) meant the folder the run was launched from.
-        root = Path(OmegaConf.select(cfg, "paths.root_dir", default="."))
-        hydra_file = run_dir / ".hydra" / "hydra.yaml"
-        if not root.is_absolute() and hydra_file.is_file():
-            cfg.paths.root_dir = str(Path(OmegaConf.load(hydra_file).hydra.runtime.cwd) / root)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    ckpt = run_checkpoint(run_dir, checkpoint)
-    return evaluate_checkpoint(ckpt, datamodule, out_dir, protocol=protocol, **eval_kwargs)
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
@@ -235,7 +109,9 @@ def _millions(count: float | None) -> str:
     return "" if count is None else f"{count / 1e6:.2f}M"
 
 
-def table_markdown(results: Sequence[tuple[str, Mapping[str, Any]]], title: str = "SRN-DeblurNet: paper vs ours") -> str:
+def table_markdown(
+    results: Sequence[tuple[str, Mapping[str, Any]]], title: str = "SRN-DeblurNet: paper vs ours"
+) -> str:
     """One row per (experiment, evaluation summary): the paper's numbers, then ours."""
     lines = [
         f"### {title}",
@@ -248,9 +124,10 @@ def table_markdown(results: Sequence[tuple[str, Mapping[str, Any]]], title: str 
     for experiment, summary in results:
         row = ROWS.get(experiment, TableRow(experiment, experiment))
         overall = summary["overall"]
+        as_defined = _millions(full_size_parameters(experiment)) if experiment in ROWS else ""
         lines.append(
             f"| {row.label} | `{experiment}` | {_fmt(row.paper_psnr, '.2f')} | {_fmt(row.paper_ssim, '.4f')}"
-            f" | {_millions(row.paper_params)} | {_millions(full_size_parameters(experiment)) if experiment in ROWS else ''}"
+            f" | {_millions(row.paper_params)} | {as_defined}"
             f" | {overall['input_psnr']:.2f} | {overall['psnr']:.2f} | {overall['ssim']:.4f}"
             f" | {_millions(summary['parameters'])} | {overall['seconds']:.3f} |"
         )
@@ -261,20 +138,3 @@ def table_markdown(results: Sequence[tuple[str, Mapping[str, Any]]], title: str 
     if sources:
         lines.append(f"Published numbers: {'; '.join(sources)}. Empty cells: not given, or not verified.")
     return "\n".join(lines) + "\n"
-
-
-def gather(
-    folders: Sequence[str | Path],
-    checkpoint: str = "last",
-    protocol: ScoringProtocol = DEFAULT_PROTOCOL,
-    **eval_kwargs: Any,
-) -> str:
-    """Evaluate every run under `folders` (once per protocol; results are kept) and return the table."""
-    results = []
-    for run_dir in find_runs(folders):
-        experiment = run_experiment(run_dir)
-        log.info("evaluating %s (%s)", run_dir, experiment)
-        results.append((experiment, evaluate_run(run_dir, checkpoint, protocol, **eval_kwargs)))
-    order = {name: i for i, name in enumerate(ROWS)}
-    results.sort(key=lambda r: order.get(r[0], len(order)))
-    return table_markdown(results)

@@ -24,7 +24,7 @@ def test_multiscale_loss_is_weighted_sum_of_per_scale_mse():
     weights = [0.5, 2.0, 1.0]
     expected = sum(
         w * ((e - F.interpolate(sharp, size=e.shape[-2:], mode="bilinear", align_corners=False)) ** 2).mean()
-        for w, e in zip(weights, estimates)
+        for w, e in zip(weights, estimates, strict=True)
     )
     torch.testing.assert_close(MultiScaleLoss(weights)(estimates, sharp), expected)
     default = MultiScaleLoss()(estimates, sharp)
@@ -111,15 +111,23 @@ class _RecordLR(pl.Callback):
 
 def _fit_with_clock(seconds: float | None, planned_steps: int) -> tuple[list[float], int]:
     module = _module()
-    data = torch.utils.data.TensorDataset(torch.rand(planned_steps, 3, 16, 16), torch.rand(planned_steps, 3, 16, 16))
+    data = torch.utils.data.TensorDataset(
+        torch.rand(planned_steps, 3, 16, 16), torch.rand(planned_steps, 3, 16, 16)
+    )
     record = _RecordLR()
     callbacks = [record, DecayWithinMaxTime()]
     if seconds is not None:
         callbacks.append(_StepClock(duration=timedelta(seconds=seconds), interval="step"))
     trainer = pl.Trainer(
-        max_epochs=1, callbacks=callbacks, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_val_batches=0, accelerator="cpu",
+        max_epochs=1,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        accelerator="cpu",
     )
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=1))
     return record.lrs, trainer.global_step
