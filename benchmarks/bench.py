@@ -49,19 +49,19 @@ from torch import Tensor, nn
 
 from srn_deblur.inference import deblur, tile_grid
 from srn_deblur.module import SRNLitModule
-from srn_deblur.network import SRNDeblurNet
+from srn_deblur.network import SRNConfig, SRNDeblurNet
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-# Network settings by name; everything else is the release's `lstm` model (the paper's).
-MODELS: dict[str, dict[str, Any]] = {
-    "lstm": {},  # the paper's model: grey, ConvLSTM; colour images run as 3 planes
-    "color_lstm": {"channels": 3},  # 3-channel with ConvLSTM (the CPU reference)
-    "color": {"channels": 3, "recurrence": "none"},  # the release's default
-    "gray": {"recurrence": "none"},
+# Networks by name; SRNConfig's defaults are the release's `lstm` model (the paper's).
+MODELS: dict[str, SRNConfig] = {
+    "lstm": SRNConfig(),  # the paper's model: grey, ConvLSTM; colour images run as 3 planes
+    "color_lstm": SRNConfig(channels=3),  # 3-channel with ConvLSTM (the CPU reference)
+    "color": SRNConfig(channels=3, recurrence="none"),  # the release's default
+    "gray": SRNConfig(recurrence="none"),
     # The CPU demo's network (configs/model/demo.yaml) and its earlier, deeper variant.
-    "demo": {"channels": 3, "widths": (16, 32, 64), "num_res_blocks": 0, "residual": True},
-    "demo_rb1": {"channels": 3, "widths": (16, 32, 64), "num_res_blocks": 1, "residual": True},
+    "demo": SRNConfig(channels=3, widths=(16, 32, 64), num_res_blocks=0, residual=True),
+    "demo_rb1": SRNConfig(channels=3, widths=(16, 32, 64), num_res_blocks=1, residual=True),
 }
 
 
@@ -336,7 +336,7 @@ def _parse_net_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 def build_network(model: str, overrides: dict[str, Any], seed: int = 0) -> SRNDeblurNet:
     torch.manual_seed(seed)
-    return SRNDeblurNet(**{**MODELS[model], **overrides})
+    return SRNDeblurNet(MODELS[model], **overrides)
 
 
 def _module(net: nn.Module, path: FastPath, device: torch.device) -> SRNLitModule:
