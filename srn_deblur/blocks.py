@@ -7,11 +7,14 @@ bias, and is followed by ReLU except the second conv of a ResBlock and the outpu
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def _same_padding(kernel_size: int) -> int:
+def same_padding(kernel_size: int) -> int:
+    """Padding that keeps the size of a stride-1 conv; an even kernel cannot (it would shift)."""
     if kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be odd for a 'same' convolution, got {kernel_size}")
     return kernel_size // 2
@@ -44,7 +47,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 5, skip: bool = True) -> None:
         super().__init__()
-        pad = _same_padding(kernel_size)
+        pad = same_padding(kernel_size)
         self.skip = skip
         self.conv1 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
         self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=pad)
@@ -78,7 +81,7 @@ class EBlock(nn.Module):
         res_skip: bool = True,
     ) -> None:
         super().__init__()
-        pad = _same_padding(kernel_size)
+        pad = same_padding(kernel_size)
         self.tf_padding = tf_padding
         self.conv = nn.Conv2d(
             in_channels, out_channels, kernel_size, stride=stride, padding=0 if tf_padding else pad
@@ -96,16 +99,10 @@ class EBlock(nn.Module):
 class InBlock(EBlock):
     """The first encoder block: full resolution, no stride."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        num_res_blocks: int = 3,
-        kernel_size: int = 5,
-        res_skip: bool = True,
-    ) -> None:
-        # Stride 1 with an odd kernel: TF's 'SAME' and PyTorch's padding k // 2 agree.
-        super().__init__(in_channels, out_channels, 1, num_res_blocks, kernel_size, res_skip=res_skip)
+    def __init__(self, in_channels: int, out_channels: int, **settings: Any) -> None:
+        # Stride 1 with an odd kernel: TF's 'SAME' and PyTorch's padding k // 2 agree, so the
+        # block never pads as TF; the ResBlock settings are EBlock's.
+        super().__init__(in_channels, out_channels, stride=1, **settings)
 
 
 class DBlock(nn.Module):
@@ -156,7 +153,7 @@ class OutBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.res_blocks = _res_blocks(in_channels, num_res_blocks, kernel_size, res_skip)
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=_same_padding(kernel_size))
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=same_padding(kernel_size))
 
     def forward(self, x: Tensor) -> Tensor:
         # (N, C, H, W) -> (N, image_channels, H, W)

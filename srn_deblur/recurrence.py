@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from srn_deblur.blocks import same_padding
+
 State = tuple[Tensor, ...]
 Resize = Callable[[Tensor, tuple[int, int]], Tensor]
 
@@ -79,10 +81,8 @@ class _ConvRecurrentCell(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int) -> None:
         super().__init__()
-        if kernel_size % 2 == 0:
-            raise ValueError(f"recurrent kernel_size must be odd, got {kernel_size}")
         self.channels = channels
-        self.padding = kernel_size // 2
+        self.padding = same_padding(kernel_size)
 
     def _zeros(self, x: Tensor, dtype: torch.dtype | None = None) -> State:
         return tuple(torch.zeros_like(x, dtype=dtype) for _ in range(self.num_state_tensors))
@@ -181,9 +181,7 @@ class ConvBottleneck(NoRecurrence):
 
     def __init__(self, channels: int, kernel_size: int = 3) -> None:
         super().__init__()
-        if kernel_size % 2 == 0:
-            raise ValueError(f"recurrent kernel_size must be odd, got {kernel_size}")
-        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.conv = nn.Conv2d(channels, channels, kernel_size, padding=same_padding(kernel_size))
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor, state: State | None) -> tuple[Tensor, None]:
