@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datamodules.image_io import write_rgb  # noqa: E402
 from datamodules.gopro import GoProDataModule  # noqa: E402
+from datamodules.image_io import write_rgb  # noqa: E402
 from datamodules.motion_blur import blur_image  # noqa: E402
 from datamodules.synthetic import TRAIN_IMAGES, load_bundled_image  # noqa: E402
 
@@ -77,23 +77,21 @@ def measure_loader(
     build_s = time.perf_counter() - start if cache_dir is not None else 0.0
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
-    iterator = iter(loader)
+    if len(loader) == 0:
+        raise ValueError(f"no full batch of {batch} in {data_dir}: generate more --pairs or lower --batch")
 
-    def next_batch():
-        nonlocal iterator
-        try:
-            return next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            return next(iterator)
+    def epochs_forever(batches):
+        while True:
+            yield from batches
 
+    stream = epochs_forever(loader)
     for _ in range(warmup):
-        next_batch()
+        next(stream)
     start, seen = time.perf_counter(), 0
     for _ in range(batches):
-        seen += next_batch()[0].shape[0]
+        seen += next(stream)[0].shape[0]
     rate = seen / (time.perf_counter() - start)
-    del iterator, loader  # stop persistent workers
+    del stream, loader  # stop persistent workers
     return {
         "mode": "memory-mapped cache" if cache_dir is not None else "decode PNGs",
         "samples_per_s": rate,
@@ -125,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"data: {data_dir} ({len(pngs) // 2} pairs of {width}x{height}, {png_mb:.2f} MB per PNG)")
         print(f"batch {args.batch} of {args.crop}x{args.crop} crops, {args.batches} batches per timing, median of {args.repeats}")
         print()
-        print(f"| loader | workers | samples/s | samples/s per worker | one-time cache build |")
-        print(f"|---|---:|---:|---:|---:|")
+        print("| loader | workers | samples/s | samples/s per worker | one-time cache build |")
+        print("|---|---:|---:|---:|---:|")
         cache_dir = Path(tmp) / "cache"
         for workers in args.workers:
             rates = {}
