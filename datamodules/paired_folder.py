@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datamodules.gopro import GoProDataModule
+from datamodules.paired import PairedDataModule
 from datamodules.pairs import DatasetLayoutError, ImagePair, find_folder_pairs, split_by_sequence
 
 
-class PairedFolderDataModule(GoProDataModule):
-    """`GoProDataModule` over paired folders, in one of two layouts:
+class PairedFolderDataModule(PairedDataModule):
+    """Paired folders, in one of two layouts:
 
         <data_dir>/{train,test}/{sharp_dir,blurred_dir}/<name>   (a fixed split), or
         <data_dir>/{sharp_dir,blurred_dir}/<name>                (test_fraction held out)
@@ -27,7 +27,7 @@ class PairedFolderDataModule(GoProDataModule):
         test_fraction: share of the pairs held out for testing when there is no `test/`
             folder, drawn with `split_seed`. Every pair is its own "sequence", so
             `val_sequences` holds out pairs too.
-        **kwargs: the other `GoProDataModule` arguments (batch size, crops, caches, ...).
+        **kwargs: the `PairedDataModule` arguments (batch size, crops, caches, ...).
     """
 
     name = "paired folder"
@@ -41,11 +41,11 @@ class PairedFolderDataModule(GoProDataModule):
         test_fraction: float = 0.2,
         **kwargs,
     ) -> None:
-        for key in ("train_list", "test_list", "blur_dir"):
-            if kwargs.get(key) not in (None, "blur"):
-                raise ValueError(f"{key} is a GOPRO option; paired folders are set with sharp_dir and blurred_dir")
-        kwargs.pop("blur_dir", None)
-        super().__init__(data_dir=data_dir, blur_dir=blurred_dir, **kwargs)
+        super().__init__(data_dir=data_dir, **kwargs)
+
+    @property
+    def source(self) -> str:
+        return f"{self.hparams.blurred_dir} from {self.data_dir}"
 
     def find_pairs(self, split: str) -> list[ImagePair]:
         hp = self.hparams

@@ -13,21 +13,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datamodules.gopro import GoProDataModule
+from datamodules.paired import PairedDataModule
 from datamodules.pairs import ImagePair, read_pair_list
 
 VARIANTS = ("J", "R")
 
 
-class RealBlurDataModule(GoProDataModule):
-    """`GoProDataModule` over RealBlur's list files (3,758 training and 980 test pairs per variant).
+class RealBlurDataModule(PairedDataModule):
+    """RealBlur's list files (3,758 training and 980 test pairs per variant).
 
     Args:
         data_dir: the folder holding the list files and the `RealBlur-*` folders.
         variant: `J` (camera JPEGs) or `R` (developed RAW images).
         train_list, test_list: other list files (absolute, or relative to `data_dir`); `None`
             takes the official `RealBlur_<variant>_<split>_list.txt`.
-        **kwargs: the other `GoProDataModule` arguments (batch size, crops, caches, ...).
+        **kwargs: the `PairedDataModule` arguments (batch size, crops, caches, ...).
     """
 
     name = "RealBlur"
@@ -44,18 +44,11 @@ class RealBlurDataModule(GoProDataModule):
             raise ValueError(
                 f"data.variant must be one of {VARIANTS} (RealBlur-J or RealBlur-R), got {variant!r}"
             )
-        if kwargs.get("blur_dir") not in (None, "blur"):
-            raise ValueError(
-                "blur_dir is a GOPRO option; RealBlur pairs come from its list files (data.variant)"
-            )
-        kwargs.pop("blur_dir", None)
-        super().__init__(
-            data_dir=data_dir,
-            blur_dir=f"RealBlur-{variant}",
-            train_list=train_list,
-            test_list=test_list,
-            **kwargs,
-        )
+        super().__init__(data_dir=data_dir, **kwargs)
+
+    @property
+    def source(self) -> str:
+        return f"RealBlur-{self.hparams.variant} from {self.data_dir}"
 
     def list_file(self, split: str) -> Path:
         """The list file of `split`: the configured one, or the official one for the variant."""

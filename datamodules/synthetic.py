@@ -20,9 +20,10 @@ import numpy as np
 from filelock import FileLock
 
 from datamodules.depth_of_field import defocus_regions
-from datamodules.gopro import GoProDataModule
 from datamodules.image_io import write_rgb
 from datamodules.motion_blur import BlurParams, blur_image
+from datamodules.paired import PairedDataModule
+from datamodules.pairs import ImagePair, find_gopro_pairs
 
 # Bundled with the scikit-image wheel, and scikit-learn's two sample photos (all checked to
 # load offline). Grey ones become RGB. Natural photos first: the test photos are natural too.
@@ -154,8 +155,10 @@ def build_synthetic_dataset(
         return root
 
 
-class SyntheticDataModule(GoProDataModule):
-    """`GoProDataModule` over the synthetic set, generated on first use in `prepare_data`."""
+class SyntheticDataModule(PairedDataModule):
+    """The synthetic set, in GOPRO's folder layout, generated on first use in `prepare_data`."""
+
+    name = "synthetic"
 
     def __init__(
         self,
@@ -191,6 +194,9 @@ class SyntheticDataModule(GoProDataModule):
             "max_defocus_radius": max_defocus_radius,
             "seed": seed,
         }
+
+    def find_pairs(self, split: str) -> list[ImagePair]:
+        return find_gopro_pairs(self.data_dir, split, "blur")
 
     def prepare_data(self) -> None:
         build_synthetic_dataset(self.data_dir, **self.generator_kwargs)

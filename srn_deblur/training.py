@@ -47,7 +47,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     check_launch(trainer, multirun=HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN)
 
-    datamodule: pl.LightningDataModule = _instantiate_datamodule(cfg.data, trainer.world_size)
+    channels = data_channels(cfg.data, cfg.model.get("net"))
+    datamodule: pl.LightningDataModule = _instantiate_datamodule(cfg.data, trainer.world_size, channels)
     model: pl.LightningModule = hydra.utils.instantiate(cfg.model)
     if cfg.get("init_weights"):
         load_initial_weights(model, cfg.init_weights, resume_from=cfg.get("ckpt_path"))
@@ -110,13 +111,26 @@ def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
     return global_batch_size // world_size
 
 
-def _instantiate_datamodule(cfg: DictConfig, world_size: int) -> pl.LightningDataModule:
-    if "batch_size" not in cfg:
-        return hydra.utils.instantiate(cfg)
-    per_device = per_device_batch_size(cfg.batch_size, world_size)
-    if world_size > 1:
-        log.info(f"global batch {cfg.batch_size} = {world_size} processes x {per_device}")
-    return hydra.utils.instantiate(cfg, batch_size=per_device)
+def data_channels(data: DictConfig, net: DictConfig | None) -> int | None:
+    """The channels the training crops need: `data.train_channels`, or the network's when null.
+
+    The data configs leave it null rather than point into `model`, so a data config means the
+    same thing in training, in evaluation (which has no model) and on its own.
+    """
+    channels = data.get("train_channels")
+    if channels is None and net is not None:
+        channels = net.get("channels")
+    return channels
+
+
+def _instantiate_datamodule(cfg: DictConfig, world_size: int, train_channels: int | None) -> pl.LightningDataModule:
+    kwargs = {"train_channels": train_channels} if "train_channels" in cfg else {}
+    if "batch_size" in cfg:
+        per_device = per_device_batch_size(cfg.batch_size, world_size)
+        if world_size > 1:
+            log.info(f"global batch {cfg.batch_size} = {world_size} processes x {per_device}")
+        kwargs["batch_size"] = per_device
+    return hydra.utils.instantiate(cfg, **kwargs)
 
 
 def check_launch(trainer: pl.Trainer, multirun: bool) -> None:

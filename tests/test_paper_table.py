@@ -16,7 +16,7 @@ from srn_deblur.inference import save_network
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.paper_runs import PRESETS, find_runs, gather, load_protocol, run_experiment, train_commands
 from srn_deblur.paper_table import ROWS, compose_row, resolve_rows
-from srn_deblur.training import train
+from srn_deblur.training import data_channels, train
 from tests.conftest import CONFIG_DIR, compose_config, make_gopro_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,8 @@ def test_release_rows_are_the_releases_recipe_and_models(row, channels, recurren
         recurrence,
         5,
     )
-    assert cfg.data.train_channels == channels  # the colour model trains on RGB crops, the others on grey
+    # The colour model trains on RGB crops, the others on grey.
+    assert data_channels(cfg.data, cfg.model.net) == channels
     assert (
         cfg.trainer.max_epochs == 4000 and cfg.model.lr_end == 0.0 and cfg.model.recurrent_clip_norm is None
     )

@@ -200,3 +200,18 @@ def test_demo_checkpoints_hold_the_weight_average_that_inference_loads(tiny_trai
     net = load_network(tmp_path / "checkpoints" / "last.ckpt")
     key = moved[0]
     torch.testing.assert_close(net.state_dict()[key.removeprefix("net.")], averaged[key])
+
+
+@pytest.mark.parametrize(("overrides", "grey"), [(["model=srn_lstm"], True), ([], False), (["model=srn_color"], False)])
+def test_training_crops_follow_the_network_and_data_configs_stand_alone(overrides, grey, tmp_path):
+    import hydra
+
+    from srn_deblur.training import _instantiate_datamodule, data_channels
+
+    cfg = compose_config([*overrides, "data=gopro"], tmp_path)
+    assert cfg.data.train_channels is None  # no reference into the model config
+    dm = _instantiate_datamodule(cfg.data, 1, data_channels(cfg.data, cfg.model.net))
+    assert dm.hparams.train_channels == (1 if grey else 3)
+    # Evaluation composes data without any model: the same data config builds on its own.
+    alone = compose_config(["data=gopro", "ckpt_path=x.ckpt"], tmp_path, config_name="eval")
+    assert hydra.utils.instantiate(alone.data).hparams.train_channels is None
