@@ -24,32 +24,26 @@ Results print as a table and go to a JSON file.
 from __future__ import annotations
 
 import argparse
-import copy
-import ctypes
-import dataclasses
 import datetime
-import importlib.util
 import json
-import platform
 import re
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
-from rich.table import Table
-from torch import Tensor, nn
 
-from srn_deblur.inference import deblur, tile_grid
-from srn_deblur.module import SRNLitModule
 from srn_deblur.network import SRNConfig, SRNDeblurNet
+
+# benchmarks/ is a folder of scripts: its helpers import by name when run or loaded from anywhere.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cases import inference_case, measure_data_loader, training_case  # noqa: E402
+from harness import FastPath, machine_info, matmul_flops, run_interleaved  # noqa: E402
+from report import markdown_report, rich_table, row, targets  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -63,23 +57,6 @@ MODELS: dict[str, SRNConfig] = {
     "demo": SRNConfig(channels=3, widths=(16, 32, 64), num_res_blocks=0, residual=True),
     "demo_rb1": SRNConfig(channels=3, widths=(16, 32, 64), num_res_blocks=1, residual=True),
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class FastPath:
-    """One combination of fast-path switches, as the training and inference configs name them.
-
-    `cudnn_benchmark` is trainer.benchmark, `bf16` is trainer.precision=bf16-mixed,
-    `channels_last` / `compile_mode` are model.channels_last / model.compile(_mode).
-    """
-
-    name: str
-    channels_last: bool = False
-    bf16: bool = False
-    compile_mode: str | None = None
-    cudnn_benchmark: bool = True
-    inference_mode: bool = True
-    onnx: bool = False
 
 
 PATHS = {
@@ -166,133 +143,6 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-# ----------------------------------------------------------------------------- measuring
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _rss_mib() -> tuple[float, float]:
-    """(current RSS, peak RSS since the last reset) of this process, MiB (Linux)."""
-    status = Path("/proc/self/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
-    return rss / 1024, hwm / 1024
-
-
-def _reset_peak(device: torch.device) -> float:
-    """Start a peak-memory window; returns the memory in use now (MiB)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device) / 2**20
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap back, so RSS is what is live
-    except OSError:
-        pass
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
-    return _rss_mib()[0]
-
-
-def _peak(device: torch.device) -> float:
-    """Peak memory since `_reset_peak`: CUDA max allocated, or the process's max RSS (MiB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return _rss_mib()[1]
-
-
-@dataclasses.dataclass
-class Case:
-    """One timed thing: a callable and what it counts."""
-
-    task: str
-    model: str
-    path: FastPath
-    shape: str
-    fn: Callable[[], Any]
-    work: float  # FLOP per call
-    items: int  # images or crops per call
-    compare: Callable[[Any, Any], float] | None = None
-    times: list[float] = dataclasses.field(default_factory=list)
-    first_output: Any = None
-    first_call_s: float | None = None
-    setup_s: float = 0.0
-    peak_mib: float = 0.0
-    working_mib: float = 0.0
-
-    def call(self, device: torch.device, timed: bool) -> None:
-        base = _reset_peak(device)
-        _sync(device)
-        start = time.perf_counter()
-        out = self.fn()
-        _sync(device)
-        elapsed = time.perf_counter() - start
-        peak = _peak(device)
-        self.peak_mib = max(self.peak_mib, peak)
-        self.working_mib = max(self.working_mib, peak - base)
-        if self.first_output is None:
-            self.first_output = out
-            self.first_call_s = elapsed
-        if timed:
-            self.times.append(elapsed)
-
-
-def run_interleaved(cases: Sequence[Case], device: torch.device, warmup: int, repeats: int) -> None:
-    """Warm every case up, then time one call of each case per round, rotating the order."""
-    for case in cases:
-        for _ in range(warmup):
-            case.call(device, timed=False)
-    for round_ in range(repeats):
-        shift = round_ % len(cases)
-        for case in list(cases[shift:]) + list(cases[:shift]):
-            case.call(device, timed=True)
-
-
-def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
-    """Best FLOP/s of an n x n matmul over `repeats` calls: the machine's practical limit per dtype."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    times = []
-    for i in range(repeats + 2):
-        _sync(device)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        if i >= 2:
-            times.append(time.perf_counter() - start)
-    return 2 * n**3 / min(times)
-
-
-def count_macs(net: nn.Module, shape: Sequence[int]) -> int:
-    """Multiply-accumulates of all convolutions in one forward pass of `net` on `shape`.
-
-    Counted by hooks on a copy of the network on the meta device (no arithmetic is done).
-    A transposed conv costs input pixels x out channels x kernel area: each input pixel
-    meets every weight once (counting it over output pixels, like a dense conv, gives 4x).
-    """
-    meta = copy.deepcopy(net).to("meta")
-    total = 0
-
-    def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        nonlocal total
-        kernel = module.kernel_size[0] * module.kernel_size[1]
-        if isinstance(module, nn.ConvTranspose2d):
-            total += inputs[0].numel() * (module.out_channels // module.groups) * kernel
-        else:
-            total += output.numel() * (module.in_channels // module.groups) * kernel
-
-    for m in meta.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            m.register_forward_hook(hook)
-    with torch.no_grad():
-        meta(torch.empty(*shape, device="meta"))
-    return total
-
-
 # ----------------------------------------------------------------------------- building cases
 
 
@@ -337,328 +187,6 @@ def _parse_net_overrides(items: Sequence[str]) -> dict[str, Any]:
 def build_network(model: str, overrides: dict[str, Any], seed: int = 0) -> SRNDeblurNet:
     torch.manual_seed(seed)
     return SRNDeblurNet(MODELS[model], **overrides)
-
-
-def _module(net: nn.Module, path: FastPath, device: torch.device) -> SRNLitModule:
-    """The network with its fast-path switches applied the way training applies them."""
-    module = SRNLitModule(
-        copy.deepcopy(net),
-        optimizer=partial(torch.optim.Adam, lr=1e-4, betas=(0.9, 0.999), eps=1e-8),
-        channels_last=path.channels_last,
-        compile=path.compile_mode is not None,
-        compile_mode=path.compile_mode or "default",
-    ).to(device)
-    module.setup("fit")
-    return module
-
-
-def _autocast(path: FastPath, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if path.bf16 else nullcontext()
-
-
-def _max_abs_diff(a: Tensor, b: Tensor) -> float:
-    return float((torch.as_tensor(a).float().cpu() - torch.as_tensor(b).float().cpu()).abs().max())
-
-
-def _prepare(path: FastPath, device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = path.cudnn_benchmark
-
-
-def inference_case(
-    task: str,
-    model: str,
-    net: nn.Module,
-    path: FastPath,
-    device: torch.device,
-    size: tuple[int, int],
-    tile: int | None,
-    overlap: int,
-    workdir: Path,
-) -> Case:
-    """Deblur one RGB image of `size`, whole (`tile=None`) or in tiles, on `path`."""
-    height, width = size
-    x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1))
-    macs = count_macs(net, (1, 3, height, width))
-    if tile is not None:  # tiles overlap: count the pixels the network really runs on
-        side, tops, lefts = tile_grid(height, width, tile, overlap, net.padded_length(1))
-        macs = count_macs(net, (1, 3, side, side)) * len(tops) * len(lefts)
-    start = time.perf_counter()
-    if path.onnx:
-        if tile is not None:
-            raise SystemExit("the onnx path runs whole images only")
-        from srn_deblur.export import export_onnx, onnx_session
-
-        onnx_file = workdir / f"{model}-{height}x{width}.onnx"
-        export_onnx(copy.deepcopy(net).float().cpu(), onnx_file, height, width)
-        session = onnx_session(onnx_file, torch.get_num_threads())
-        x_np = x.numpy()
-
-        def fn() -> Tensor:
-            return torch.from_numpy(session.run(None, {"blurry": x_np})[0])
-
-    else:
-        module = _module(net, path, device)
-        net_p = module.net.eval()
-        x = x.to(device)
-        if path.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-
-        def fn() -> Tensor:
-            _prepare(path, device)
-            with _autocast(path, device):
-                if not path.inference_mode:  # the plain implementation
-                    with torch.no_grad():
-                        return net_p(x)[-1].float().clamp(0.0, 1.0)
-                return deblur(net_p, x, tile_size=tile, tile_overlap=overlap)
-
-    case = Case(task, model, path, f"{height}x{width}", fn, 2.0 * macs, 1, _max_abs_diff)
-    case.setup_s = time.perf_counter() - start
-    return case
-
-
-def training_case(
-    model: str, net: nn.Module, path: FastPath, device: torch.device, batch: int, crop: int
-) -> Case:
-    """One optimizer step on a batch of random crops (grey for 1-channel models)."""
-    module = _module(net, path, device)
-    optimizer = module.optimizer_factory(params=module.net.parameters())
-    channels = net.channels
-    generator = torch.Generator().manual_seed(2)
-    sharp = torch.rand(batch, channels, crop, crop, generator=generator)
-    blurry = (sharp + 0.1 * torch.randn(sharp.shape, generator=generator)).clamp(0, 1)
-    blurry, sharp = module.on_after_batch_transfer([blurry.to(device), sharp.to(device)], 0)
-
-    def fn() -> Tensor:
-        _prepare(path, device)
-        with _autocast(path, device):
-            loss, _ = module.model_step((blurry, sharp))
-        loss.backward()
-        module.configure_gradient_clipping(optimizer)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach().float().cpu()
-
-    def compare(a: Tensor, b: Tensor) -> float:  # relative difference of the first loss
-        return float(abs(a - b) / abs(b))
-
-    macs = count_macs(net, (batch, channels, crop, crop))
-    return Case("train", model, path, f"{batch}x{crop}x{crop}", fn, 3 * 2.0 * macs, batch, compare)
-
-
-# ----------------------------------------------------------------------------- data loader
-
-
-def _sibling(name: str) -> Any:
-    """A script beside this one (benchmarks/ is a folder of scripts, not a package)."""
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def measure_data_loader(
-    workers: int,
-    batch: int,
-    crop: int,
-    batches: int,
-    data_dir: Path | None,
-    size: tuple[int, int],
-    pairs: int,
-    channels: int,
-    pin_memory: bool,
-) -> dict[str, Any]:
-    """Training samples/s of the loader, plain (decode PNGs) and fast path (memory-mapped cache).
-
-    Uses `benchmarks/bench_loader.py`; without `data_dir` it generates GOPRO-like pairs of `size`.
-    """
-    bench_loader = _sibling("bench_loader")
-    with tempfile.TemporaryDirectory(prefix="srn-bench-loader-") as tmp:
-        data = data_dir or bench_loader.make_gopro_like_set(Path(tmp) / "gopro_like", pairs, size)
-        common = dict(workers=workers, batch=batch, crop=crop, batches=batches, channels=channels,
-                      pin_memory=pin_memory)
-        plain = bench_loader.measure_loader(data, **common)
-        fast = bench_loader.measure_loader(data, cache_dir=Path(tmp) / "cache", **common)
-    return {"samples_per_s": fast["samples_per_s"], "workers": workers, "plain": plain, "fast": fast,
-            "data": str(data_dir or f"{pairs} generated pairs of {size[0]}x{size[1]}")}
-
-
-# ----------------------------------------------------------------------------- reporting
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    info = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1)
-        info["cpu_cores"] = cpuinfo.count("processor\t:")
-        info["amx_bf16"] = "amx_bf16" in cpuinfo
-    except (OSError, AttributeError):
-        info["cpu"] = platform.processor()
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
-    return info
-
-
-def _row(case: Case, plain: Case | None, matmul: dict[str, float]) -> dict[str, Any]:
-    median = statistics.median(case.times)
-    row = {
-        "task": case.task,
-        "model": case.model,
-        "path": case.path.name,
-        "shape": case.shape,
-        "median_s": median,
-        "best_s": min(case.times),
-        "times_s": case.times,
-        "items_per_s": case.items / median,
-        "gflop_per_call": case.work / 1e9,
-        "gflops": case.work / median / 1e9,
-        "matmul_gflops": matmul["bf16" if case.path.bf16 else "fp32"] / 1e9,
-        "peak_mib": case.peak_mib,
-        "working_mib": case.working_mib,
-        "setup_s": case.setup_s,
-        "first_call_s": case.first_call_s,
-    }
-    row["of_matmul"] = row["gflops"] / row["matmul_gflops"]
-    if plain is not None:
-        row["speedup_vs_plain"] = statistics.median(plain.times) / median
-        # On a shared machine the fastest call is the least disturbed one: its ratio is steadier.
-        row["speedup_vs_plain_best"] = min(plain.times) / row["best_s"]
-        if case.compare is not None and case is not plain:
-            row["agreement"] = case.compare(case.first_output, plain.first_output)
-    return row
-
-
-def _seconds(t: float) -> str:
-    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
-
-
-def _table(title: str, rows: Sequence[dict[str, Any]], unit: str, device: torch.device) -> Table:
-    memory = "peak CUDA alloc" if device.type == "cuda" else "peak RSS"
-    table = Table(title=title)
-    columns = ("model", "path", "shape", "median", "best", unit, "vs plain", "best vs plain", "GFLOP/s",
-               "of matmul", memory, "working", "agreement")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("model", "path", "shape") else "right")
-    for r in rows:
-        agreement = r.get("agreement")
-        table.add_row(
-            r["model"],
-            r["path"],
-            r["shape"],
-            _seconds(r["median_s"]),
-            _seconds(r["best_s"]),
-            f"{r['items_per_s']:.3g}",
-            f"{r['speedup_vs_plain']:.2f}x" if "speedup_vs_plain" in r else "",
-            f"{r['speedup_vs_plain_best']:.2f}x" if "speedup_vs_plain_best" in r else "",
-            f"{r['gflops']:.0f}",
-            f"{100 * r['of_matmul']:.0f}%",
-            f"{r['peak_mib']:.0f} MiB",
-            f"{r['working_mib']:.0f} MiB",
-            "" if agreement is None else f"{agreement:.1e}",
-        )
-    return table
-
-
-def markdown_report(results: dict[str, Any]) -> str:
-    """The run's tables as markdown, for benchmarks/RESULTS.md."""
-    m = results["machine"]
-    where = m.get("gpu") or f"{m.get('cpu')} ({m.get('cpu_cores')} cores)"
-    lines = [
-        f"Measured {m['date']} on {where}, {m['device']}, torch {m['torch']}, {m['threads']} threads.",
-        "",
-        "matmul: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results.get("matmul_gflops", {}).items()),
-    ]
-    if results["rows"]:
-        lines += [
-            "",
-            "| task | model | path | shape | median | best | per s | vs plain | best vs plain | GFLOP/s"
-            " | of matmul | peak mem | working | agreement |",
-            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-    for r in results["rows"]:
-        speedup = f"{r['speedup_vs_plain']:.2f}x" if "speedup_vs_plain" in r else ""
-        best_speedup = f"{r['speedup_vs_plain_best']:.2f}x" if "speedup_vs_plain_best" in r else ""
-        agreement = f"{r['agreement']:.1e}" if r.get("agreement") is not None else ""
-        lines.append(
-            f"| {r['task']} | {r['model']} | {r['path']} | {r['shape']} | {_seconds(r['median_s'])} |"
-            f" {_seconds(r['best_s'])} | {r['items_per_s']:.3g} | {speedup} | {best_speedup} |"
-            f" {r['gflops']:.0f} | {100 * r['of_matmul']:.0f}% | {r['peak_mib']:.0f} MiB |"
-            f" {r['working_mib']:.0f} MiB | {agreement} |"
-        )
-    if "loader" in results:
-        loader = results["loader"]
-        crop = loader["plain"]["crop"]
-        lines += ["", f"data loader ({loader['workers']} workers, batch {loader['plain']['batch']} of"
-                  f" {crop}x{crop}, {loader['data']}): plain (decode PNGs)"
-                  f" {loader['plain']['samples_per_s']:.1f} samples/s, fast path (memory-mapped cache)"
-                  f" {loader['fast']['samples_per_s']:.1f} samples/s"]
-    if results.get("targets"):
-        lines += ["", *[f"- {t}" for t in results["targets"]]]
-    return "\n".join(lines) + "\n"
-
-
-def _targets(results: dict[str, Any]) -> list[str]:
-    """The issue's targets, checked against this run's rows."""
-    rows, device = results["rows"], results["machine"]["device"]
-
-    def find(task: str, model: str, path: str) -> dict[str, Any] | None:
-        return next((r for r in rows if (r["task"], r["model"], r["path"]) == (task, model, path)), None)
-
-    lines = []
-    fp32_paths = ("inference_mode", "channels_last", "compile", "cudnn_benchmark")
-    for task in ("infer", "train"):
-        for model in sorted({r["model"] for r in rows if r["task"] == task}):
-            plain = find(task, model, "plain")
-            fast = [r for r in rows if r["task"] == task and r["model"] == model and r["path"] in fp32_paths]
-            if plain and fast:
-                best = min(fast, key=lambda r: r["median_s"])
-                verdict = "met" if best["median_s"] <= plain["median_s"] else "not by this path: keep plain"
-                lines.append(
-                    f"{task} {model} float32: fastest fp32 fast path {best['path']} {best['median_s']:.3g} s"
-                    f" vs plain {plain['median_s']:.3g} s ({best['speedup_vs_plain']:.2f}x by medians,"
-                    f" {best['speedup_vs_plain_best']:.2f}x by best calls; target no slower: {verdict})"
-                )
-    if device.startswith("cuda"):
-        for model, limit in (("lstm", 0.040), ("color_lstm", 0.015)):
-            bf16 = [r for r in rows if (r["task"], r["model"]) == ("infer", model) and "bf16" in r["path"]]
-            best = min(bf16, key=lambda r: r["median_s"], default=None)
-            if best:
-                ok = "met" if best["median_s"] <= limit else "MISSED"
-                lines.append(f"infer {model} bf16 {best['shape']}: {best['median_s'] * 1e3:.1f} ms"
-                             f" ({best['path']}; target <= {limit * 1e3:.0f} ms: {ok})")
-        best = max((r for r in rows if r["task"] == "train" and "bf16" in r["path"] and r["model"] == "lstm"),
-                   key=lambda r: r["items_per_s"], default=None)
-        if best:
-            ok = "met" if best["items_per_s"] >= 200 else "MISSED"
-            hours = 263_000 * 16 / best["items_per_s"] / 3600
-            lines.append(f"train lstm bf16 {best['shape']}: {best['items_per_s']:.0f} crops/s"
-                         f" ({best['path']}; target >= 200: {ok});"
-                         f" the paper's 263,000 steps of 16 would take {hours:.1f} h")
-            loader = results.get("loader")
-            if loader:
-                enough = "met" if loader["samples_per_s"] >= best["items_per_s"] else "MISSED"
-                lines.append(f"loader {loader['samples_per_s']:.0f} samples/s vs training"
-                             f" {best['items_per_s']:.0f} crops/s: {enough}")
-    for r in rows:
-        if r["task"] == "tiled":
-            if device.startswith("cuda"):
-                target = "CUDA max allocated"
-            else:
-                target = f"target <= 4096 MiB on CPU: {'met' if r['peak_mib'] <= 4096 else 'MISSED'}"
-            lines.append(f"tiled {r['model']} {r['path']} {r['shape']}: peak {r['peak_mib']:.0f} MiB"
-                         f" ({target}), {r['median_s']:.3g} s")
-    return lines
 
 
 # ----------------------------------------------------------------------------- main
@@ -757,12 +285,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                                     args.tile_overlap, Path(tmp)))
                 run_interleaved(cases, device, warmup, repeats)
                 plain = next((c for c in cases if c.path.name == "plain"), None)
-                rows = [_row(c, plain, matmul) for c in cases]
+                rows = [row(c, plain, matmul) for c in cases]
                 results["rows"].extend(rows)
                 shown = f"{title}, {model}"
                 if task == "tiled":
                     shown += f", tiles {args.tile}/{args.tile_overlap}"
-                console.print(_table(shown, rows, unit, device))
+                console.print(rich_table(shown, rows, unit, device))
                 del cases, plain
                 save(f"{task} {model}")
 
@@ -783,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           f" cache) {loader['fast']['samples_per_s']:.1f} samples/s")
         save("loader")
 
-    results["targets"] = _targets(results)
+    results["targets"] = targets(results)
     for line in results["targets"]:
         console.print(line)
     save("targets")

@@ -34,6 +34,7 @@ from rich.table import Table
 from skimage import data as skdata
 
 from srn_deblur.inference import save_network
+from srn_deblur.network import parameter_count
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,12 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 def build_checkpoint(model: str, path: Path, seed: int = 0) -> int:
     """Save a randomly initialised `configs/model/<model>.yaml` network as train.py would."""
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        # `~experiment`: the model as its config file defines it, not shrunk by the demo experiment.
-        cfg = compose(config_name="train", overrides=[f"model={model}", "~experiment"])
+        cfg = compose(config_name="train", overrides=[f"model={model}"])
     torch.manual_seed(seed)
     net = hydra.utils.instantiate(cfg.model.net)
     save_network(net, path)
-    return sum(p.numel() for p in net.parameters())
+    return parameter_count(net)
 
 
 def sample_photo(width: int, height: int) -> bytes:
@@ -95,8 +95,12 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="srn_color", help="configs/model/ name: srn_color, srn_lstm, srn_gray")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="srn_color", help="configs/model/ name: srn_color, srn_lstm, srn_gray"
+    )
     parser.add_argument("--sizes", nargs="+", default=["1280x720", "4000x3000"], help="WIDTHxHEIGHT photos")
     parser.add_argument("--repeats", type=int, default=1, help="requests per size (the table shows medians)")
     parser.add_argument("--tile-size", type=int, default=512)
@@ -159,7 +163,9 @@ def main() -> None:
             server.wait(30)
 
     device = health["model"]["device"]
-    table = Table(title=f"{args.model} ({parameters:,} parameters, random weights) through POST /api/deblur on {device}")
+    table = Table(
+        title=f"{args.model} ({parameters:,} parameters, random weights) through POST /api/deblur on {device}"
+    )
     for column in ("photo", "MP", "JPEG MB", "passes", "end-to-end s", "server s", "server peak RSS MiB"):
         table.add_column(column, justify="right")
     for r in rows:
@@ -177,7 +183,8 @@ def main() -> None:
     console.print(table)
     console.print(
         f"server RSS after loading the model: {loaded_mib:.0f} MiB; tile_size {args.tile_size}, overlap"
-        f" {health['model']['tile_overlap']}; torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        f" {health['model']['tile_overlap']}; torch {torch.__version__},"
+        f" {torch.get_num_threads()} CPU threads"
     )
     if args.json:
         summary = {"model": args.model, "parameters": parameters, "device": device, "rows": rows}

@@ -40,7 +40,9 @@ HD = (720, 1280)
 
 
 def _pairs(root: Path, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    blurs = sorted(root.glob("*/blur/*.png"))[:: max(1, len(sorted(root.glob("*/blur/*.png"))) // limit)][:limit]
+    blurs = sorted(root.glob("*/blur/*.png"))[:: max(1, len(sorted(root.glob("*/blur/*.png"))) // limit)][
+        :limit
+    ]
     return [(read_rgb(b), read_rgb(b.parent.parent / "sharp" / b.name)) for b in blurs]
 
 
@@ -54,7 +56,10 @@ def precision_rows(name: str, ckpt: str, pairs, repeats: int) -> dict:
             started = time.perf_counter()
             outs = [model(blur) for blur, _ in pairs]
             seconds.append(time.perf_counter() - started)
-        psnrs = [peak_signal_noise_ratio(sharp, out, data_range=255) for (_, sharp), out in zip(pairs, outs, strict=True)]
+        psnrs = [
+            peak_signal_noise_ratio(sharp, out, data_range=255)
+            for (_, sharp), out in zip(pairs, outs, strict=True)
+        ]
         runs[precision] = {"seconds": seconds, "psnr": float(np.mean(psnrs))}
     ratios = [f / b for f, b in zip(runs["fp32"]["seconds"], runs["bf16"]["seconds"], strict=True)]
     return {
@@ -127,12 +132,18 @@ def app_rows(ckpt: str, repeats: int) -> dict:
             ratios.append(ends[-1] / bares[-1])
     finally:
         service.close(timeout=30)
-    return {"end_to_end_over_bare": [min(ratios), max(ratios)], "seconds_end_to_end": ends, "seconds_bare": bares}
+    return {
+        "end_to_end_over_bare": [min(ratios), max(ratios)],
+        "seconds_end_to_end": ends,
+        "seconds_bare": bares,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", nargs="+", required=True, help="name=path.ckpt; the first serves video/app")
+    parser.add_argument(
+        "--checkpoints", nargs="+", required=True, help="name=path.ckpt; the first serves video/app"
+    )
     parser.add_argument("--test-dir", default="data/synthetic/test")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--video-frames", type=int, default=6)
@@ -151,11 +162,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for row in result["precision"]:
         lo, hi = row["speed_bf16_over_fp32"]
-        print(f"| {row['checkpoint']} | {row['images']} | {row['psnr_fp32']:.3f} | {row['psnr_bf16']:.3f} |"
-              f" {row['psnr_diff']:+.4f} dB | {lo:.2f}-{hi:.2f}x |")
+        print(
+            f"| {row['checkpoint']} | {row['images']} | {row['psnr_fp32']:.3f} | {row['psnr_bf16']:.3f} |"
+            f" {row['psnr_diff']:+.4f} dB | {lo:.2f}-{hi:.2f}x |"
+        )
     v, a = result["video"], result["app"]
-    print(f"\nvideo {v['size']}, {v['frames']} frames ({v['precision']}): {v['fps'][0]:.2f}-{v['fps'][1]:.2f} fps,"
-          f" overhead {100 * v['overhead_share'][0]:.1f}-{100 * v['overhead_share'][1]:.1f}% of the total")
+    print(
+        f"\nvideo {v['size']}, {v['frames']} frames ({v['precision']}):"
+        f" {v['fps'][0]:.2f}-{v['fps'][1]:.2f} fps,"
+        f" overhead {100 * v['overhead_share'][0]:.1f}-{100 * v['overhead_share'][1]:.1f}% of the total"
+    )
     lo, hi = a["end_to_end_over_bare"]
     print(f"web app 720p photo: end to end / bare forward = {lo:.2f}-{hi:.2f}x")
     if args.out:

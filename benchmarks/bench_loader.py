@@ -31,7 +31,9 @@ from datamodules.motion_blur import blur_image  # noqa: E402
 from datamodules.synthetic import TRAIN_IMAGES, load_bundled_image  # noqa: E402
 
 
-def make_gopro_like_set(root: str | Path, pairs: int = 16, size: tuple[int, int] = (720, 1280), seed: int = 0) -> Path:
+def make_gopro_like_set(
+    root: str | Path, pairs: int = 16, size: tuple[int, int] = (720, 1280), seed: int = 0
+) -> Path:
     """Write `root/train/<photo>/{blur,sharp}/<frame>.png` pairs of `size` (H, W), and one
     pair under `root/test/` (the datamodule wants both splits); returns root."""
     root = Path(root)
@@ -40,7 +42,9 @@ def make_gopro_like_set(root: str | Path, pairs: int = 16, size: tuple[int, int]
     for i in range(pairs + 1):
         split = "train" if i < pairs else "test"
         name = TRAIN_IMAGES[i % len(TRAIN_IMAGES)]
-        photo = cv2.resize(load_bundled_image(name, max(size)), (width, height), interpolation=cv2.INTER_CUBIC)
+        photo = cv2.resize(
+            load_bundled_image(name, max(size)), (width, height), interpolation=cv2.INTER_CUBIC
+        )
         noisy = np.clip(photo + rng.normal(0.0, 2.0, photo.shape), 0, 255).astype(np.uint8)
         blurry = blur_image(noisy, rng)
         frame = f"{i:06d}.png"
@@ -69,8 +73,13 @@ def measure_loader(
     `workers` is 0).
     """
     datamodule = GoProDataModule(
-        data_dir, batch_size=batch, crop_size=crop, train_channels=channels, num_workers=workers,
-        pin_memory=pin_memory, cache_dir=None if cache_dir is None else str(cache_dir),
+        data_dir,
+        batch_size=batch,
+        crop_size=crop,
+        train_channels=channels,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        cache_dir=None if cache_dir is None else str(cache_dir),
     )
     start = time.perf_counter()
     datamodule.prepare_data()
@@ -105,7 +114,9 @@ def measure_loader(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, help="a GOPRO-layout folder (default: generate one)")
     parser.add_argument("--pairs", type=int, default=16, help="pairs to generate")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1])
@@ -121,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         png_mb = statistics.fmean(p.stat().st_size for p in pngs) / 1e6 if pngs else float("nan")
         height, width = cv2.imread(str(pngs[0])).shape[:2] if pngs else (0, 0)
         print(f"data: {data_dir} ({len(pngs) // 2} pairs of {width}x{height}, {png_mb:.2f} MB per PNG)")
-        print(f"batch {args.batch} of {args.crop}x{args.crop} crops, {args.batches} batches per timing, median of {args.repeats}")
+        print(
+            f"batch {args.batch} of {args.crop}x{args.crop} crops, {args.batches} batches per timing,"
+            f" median of {args.repeats}"
+        )
         print()
         print("| loader | workers | samples/s | samples/s per worker | one-time cache build |")
         print("|---|---:|---:|---:|---:|")
@@ -131,7 +145,14 @@ def main(argv: list[str] | None = None) -> None:
             for mode, cache in (("decode PNGs", None), ("memory-mapped cache", cache_dir)):
                 reused = cache is not None and any(cache_dir.glob("*.u8"))
                 runs = [
-                    measure_loader(data_dir, workers=workers, batch=args.batch, crop=args.crop, batches=args.batches, cache_dir=cache)
+                    measure_loader(
+                        data_dir,
+                        workers=workers,
+                        batch=args.batch,
+                        crop=args.crop,
+                        batches=args.batches,
+                        cache_dir=cache,
+                    )
                     for _ in range(args.repeats)
                 ]
                 rate = statistics.median(r["samples_per_s"] for r in runs)

@@ -19,7 +19,9 @@ class ValidationImageLogger(pl.Callback):
     Uses the estimate that `validation_step` returns, so it costs no extra forward pass.
     """
 
-    def __init__(self, save_dir: str | Path, num_images: int = 3, every_n_epochs: int = 1, max_side: int = 512) -> None:
+    def __init__(
+        self, save_dir: str | Path, num_images: int = 3, every_n_epochs: int = 1, max_side: int = 512
+    ) -> None:
         self.save_dir = Path(save_dir)
         self.num_images = num_images
         self.every_n_epochs = every_n_epochs
@@ -37,13 +39,21 @@ class ValidationImageLogger(pl.Callback):
         self._rows = []
 
     def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         if not self._active(trainer) or len(self._rows) >= self.num_images or not isinstance(outputs, dict):
             return
         blurry, sharp = batch
         estimate = outputs["estimate"]
-        row = torch.cat([blurry[:1], estimate[:1], sharp[:1]], dim=0).float().clamp(0, 1).cpu()  # (3, C, H, W)
+        row = (
+            torch.cat([blurry[:1], estimate[:1], sharp[:1]], dim=0).float().clamp(0, 1).cpu()
+        )  # (3, C, H, W)
         scale = self.max_side / max(row.shape[-2:])
         if scale < 1:
             row = torch.nn.functional.interpolate(row, scale_factor=scale, mode="area")

@@ -51,7 +51,7 @@ class DecayWithinMaxTime(pl.Callback):
             scheduler = config.scheduler
             if not isinstance(scheduler, LambdaLR):
                 continue
-            for group, decay in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas):
+            for group, decay in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
                 if not isinstance(decay, PolynomialDecay):
                     continue
                 step_progress = scheduler.last_epoch / decay.total_steps

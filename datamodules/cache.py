@@ -99,7 +99,12 @@ class DecodedPairCache:
                     for image in (blurry, sharp):
                         out.write(np.ascontiguousarray(image).tobytes())
                     entries.append(
-                        {"blurry": str(pair.blurry), "sharp": str(pair.sharp), "shape": list(blurry.shape), "offset": offset}
+                        {
+                            "blurry": str(pair.blurry),
+                            "sharp": str(pair.sharp),
+                            "shape": list(blurry.shape),
+                            "offset": offset,
+                        }
                     )
                     offset += 2 * blurry.nbytes
                     if (i + 1) % max(1, len(pairs) // 10) == 0:
@@ -121,7 +126,8 @@ class DecodedPairCache:
     def matches(self, pairs: Sequence[ImagePair]) -> bool:
         """Whether this cache holds exactly `pairs`, in order."""
         return len(pairs) == len(self.entries) and all(
-            (str(p.blurry), str(p.sharp)) == (e["blurry"], e["sharp"]) for p, e in zip(pairs, self.entries)
+            (str(p.blurry), str(p.sharp)) == (e["blurry"], e["sharp"])
+            for p, e in zip(pairs, self.entries, strict=True)
         )
 
     def pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:

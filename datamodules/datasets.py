@@ -17,7 +17,9 @@ from datamodules.image_io import to_tensor
 from datamodules.pairs import ImagePair, read_pair
 
 
-def paired_augmentations(hflip: bool = False, vflip: bool = False, rot90: bool = False) -> list[A.BasicTransform]:
+def paired_augmentations(
+    hflip: bool = False, vflip: bool = False, rot90: bool = False
+) -> list[A.BasicTransform]:
     """Random flips (each with probability 0.5) and a uniformly drawn multiple of 90 degrees.
 
     The paper trains without any of them; they are here for extensions. `PairedImageDataset`
@@ -79,11 +81,15 @@ class PairedImageDataset(Dataset):
             raise ValueError("PairedImageDataset needs at least one image pair")
         self.pairs = list(pairs)
         if decoded_cache is not None and not decoded_cache.matches(self.pairs):
-            raise ValueError(f"decoded-image cache {decoded_cache.data_file} holds other pairs than this dataset")
+            raise ValueError(
+                f"decoded-image cache {decoded_cache.data_file} holds other pairs than this dataset"
+            )
         self.crop_size = crop_size
         self.grey = grey
         self.samples_per_epoch = samples_per_epoch
-        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache and decoded_cache is None else None
+        self.cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = (
+            {} if cache and decoded_cache is None else None
+        )
         self.decoded_cache = decoded_cache
         self.seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else seed
         self._seeded_worker: int | None = None
@@ -91,7 +97,9 @@ class PairedImageDataset(Dataset):
         if crop_size is not None:
             transforms.insert(0, A.RandomCrop(crop_size, crop_size))
         self.transform = (
-            PairedCompose(transforms, additional_targets={"sharp": "image"}, seed=self.seed) if transforms else None
+            PairedCompose(transforms, additional_targets={"sharp": "image"}, seed=self.seed)
+            if transforms
+            else None
         )
 
     def __len__(self) -> int:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from datamodules.motion_blur import from_linear, quantize, to_linear
+from datamodules.image_io import array_to_uint8
+from datamodules.motion_blur import from_linear, to_linear
 
 
 def disk_kernel(radius: float) -> np.ndarray:
@@ -49,4 +50,4 @@ def defocus_regions(
     linear = to_linear(image)
     soft = cv2.filter2D(linear, -1, disk_kernel(radius), borderType=cv2.BORDER_REFLECT101)
     mask = focus_mask(rng, h, w)[..., None]  # (H, W, 1)
-    return quantize(from_linear(mask * soft + (1.0 - mask) * linear))
+    return array_to_uint8(from_linear(mask * soft + (1.0 - mask) * linear))

@@ -155,6 +155,12 @@ def quantize(image: Tensor, rounding: str = "round") -> Tensor:
     return (levels.round_() if rounding == "round" else levels.floor_()) / 255.0
 
 
+def array_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float values in [0, 1] (any shape) -> uint8, rounded and clipped: the numpy twin of
+    `to_uint8`, for images made in numpy (the synthetic blurs)."""
+    return np.clip(np.round(values * 255.0), 0, 255).astype(np.uint8)
+
+
 def to_uint8(image: Tensor, rounding: str = "round") -> np.ndarray:
     """`(C, H, W)` or `(1, C, H, W)` float in [0, 1] -> `(H, W, C)` uint8."""
     _check_rounding(rounding)
@@ -176,6 +182,7 @@ __all__ = [
     "ImageReadError",
     "decode_image",
     "quantize",
+    "array_to_uint8",
     "read_photo",
     "read_rgb",
     "to_tensor",

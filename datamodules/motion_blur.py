@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from datamodules.image_io import array_to_uint8
+
 _GAMMA = 2.2
 
 
@@ -25,11 +27,6 @@ def to_linear(image: np.ndarray) -> np.ndarray:
 def from_linear(linear: np.ndarray) -> np.ndarray:
     """Linear intensity -> gamma-encoded values in [0, 1] (not yet quantised)."""
     return linear ** (1.0 / _GAMMA)
-
-
-def quantize(encoded: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> uint8, rounded and clipped as an 8-bit image stores them."""
-    return np.clip(np.round(encoded * 255.0), 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -89,10 +86,10 @@ def blur_image(sharp: np.ndarray, rng: np.random.Generator, params: BlurParams =
     linear = to_linear(sharp)
     acc = np.zeros_like(linear)
     center = (w / 2.0, h / 2.0)
-    for (dx, dy), angle in zip(points, angles):
+    for (dx, dy), angle in zip(points, angles, strict=True):
         m = cv2.getRotationMatrix2D(center, float(angle), 1.0)
         m[:, 2] += (dx, dy)
         acc += cv2.warpAffine(linear, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     blurry = from_linear(acc / frames)
     blurry = blurry + rng.normal(0.0, rng.uniform(0.0, params.noise_sigma), blurry.shape)
-    return quantize(blurry)
+    return array_to_uint8(blurry)

@@ -69,9 +69,13 @@ class PairedDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if train_channels not in (None, 1, 3):
-            raise ValueError(f"train_channels must be 1, 3 or null (follow the network), got {train_channels}")
+            raise ValueError(
+                f"train_channels must be 1, 3 or null (follow the network), got {train_channels}"
+            )
         if cache_images and cache_dir:
-            raise ValueError("choose one image cache: data.cache_images (in memory) or data.cache_dir (memory-mapped)")
+            raise ValueError(
+                "choose one image cache: data.cache_images (in memory) or data.cache_dir (memory-mapped)"
+            )
         # Subclasses' arguments too: Lightning collects the whole constructor call's frame.
         self.save_hyperparameters(logger=False)
         # Hydra hands lists over as ListConfig. Lightning stores these values in every
@@ -148,7 +152,10 @@ class PairedDataModule(pl.LightningDataModule):
         log = logging.getLogger(type(self).__module__)  # each dataset logs under its own module
         for split, pairs in splits.items():
             if split == "val" and pairs is splits["test"]:
-                log.info("%s val: the test split (set data.val_sequences to hold out training sequences)", self.name)
+                log.info(
+                    "%s val: the test split (set data.val_sequences to hold out training sequences)",
+                    self.name,
+                )
             else:
                 log.info("%s %s: %s (%s)", self.name, split, describe(pairs), self.source)
 

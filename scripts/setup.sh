@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch first and exactly: these builds lie on the machine's disk (see ENVIRONMENT.md).
+# torch first and exactly: the builds this project is tested with (never above 2.14.1 / 0.29.1).
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install --quiet -e ".[sweep,app,dev]"
 # TensorFlow is test-only (tests/test_tf_exact.py checks the converted release models against it):

@@ -7,6 +7,7 @@ and the web app pick checkpoints the same way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -20,31 +21,38 @@ _CHECKPOINT_GLOBS = ("runs/*/checkpoints/*.ckpt", "multiruns/*/*/checkpoints/*.c
 
 
 def latest_checkpoint(trainer: pl.Trainer) -> tuple[Path, int] | None:
-    """The `last*.ckpt` with the highest global step among the trainer's checkpoint folders.
+    """The `last*.ckpt` with the highest global step among the trainer's checkpoint folders."""
+    folders = {
+        Path(cb.dirpath)
+        for cb in trainer.checkpoint_callbacks
+        if isinstance(cb, ModelCheckpoint) and cb.dirpath
+    }
+    return latest_in(folders)
+
+
+def latest_in(folders: Iterable[Path]) -> tuple[Path, int] | None:
+    """The `last*.ckpt` with the highest global step in `folders`: a run's latest state.
 
     Checkpoints are read memory-mapped and weights-only, so this costs milliseconds even for
     large files; an unreadable one is skipped with a warning naming it, and only unreadable
-    ones stop the run rather than let a fresh start overwrite them.
+    ones stop the caller rather than let a fresh start overwrite them.
     """
     found: list[tuple[int, float, Path]] = []
     unreadable: list[str] = []
-    folders = {
-        Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath
-    }
-    for folder in sorted(folders):
+    for folder in sorted(set(folders)):
         for path in folder.glob(f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}*.ckpt"):
             try:
                 step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
             except Exception as error:  # e.g. cut short by a crash on a filesystem without atomic renames
-                log.warning(f"resume=auto: skipping unreadable checkpoint {path}: {error}")
+                log.warning(f"skipping unreadable checkpoint {path}: {error}")
                 unreadable.append(str(path))
                 continue
             found.append((step, path.stat().st_mtime, path))
     if not found and unreadable:
         # Starting afresh here would overwrite them: stop and let a person decide.
         raise RuntimeError(
-            f"resume=auto found only unreadable checkpoints {unreadable}; move them out of the way to"
-            " start this run afresh, or set ckpt_path to a good checkpoint"
+            f"found only unreadable checkpoints {unreadable}; move them out of the way to start"
+            " afresh, or set ckpt_path to a good checkpoint"
         )
     if not found:
         return None
@@ -58,7 +66,9 @@ def rating_checkpoint_callback(trainer: pl.Trainer) -> ModelCheckpoint | None:
     Not simply `trainer.checkpoint_callback`: `last_checkpoint` and `step_checkpoint` are
     ModelCheckpoints too, and their "best" is merely their latest save.
     """
-    return next((cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None)
+    return next(
+        (cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint) and cb.monitor), None
+    )
 
 
 def newest_checkpoint(log_dir: str | Path, task_name: str = "train") -> Path | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from srn_deblur.inference import save_network
-from srn_deblur.network import SRNDeblurNet
+from srn_deblur.network import SRNDeblurNet, parameter_count
 from srn_deblur.tf_bundle import BundleEntry, BundleError, TensorBundle, find_checkpoint
 
 # The release's `--model` choices as network arguments (3 ResBlocks, widths 32/64/128, 3 scales).
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, ConversionError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    params = sum(p.numel() for p in result.network.parameters())
+    params = parameter_count(result.network)
     print(f"{result.source}: release model {result.model!r}, {result.tensors} tensors, {params:,} parameters")
     print(f"  all {result.tensors} checksums verified; wrote {args.out} (TF-exact network)"
           f" in {time.perf_counter() - start:.2f} s")

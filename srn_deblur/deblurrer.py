@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from datamodules.image_io import ROUNDINGS, to_tensor, to_uint8
 from srn_deblur.devices import resolve_device, resolve_precision
 from srn_deblur.inference import deblur, load_network
+from srn_deblur.network import parameter_count
 from srn_deblur.tiling import TilePlan, plan_tiles
 
 
@@ -77,7 +78,7 @@ class Deblurrer:
 
     @property
     def parameters(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
+        return parameter_count(self.net)
 
     def plan(self, height: int, width: int) -> TilePlan:
         """The tile plan of a photo of this size; `plan.count` is its progress denominator."""

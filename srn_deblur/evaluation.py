@@ -26,8 +26,10 @@ from datamodules.datasets import PairedImageDataset
 from datamodules.image_io import to_uint8, write_rgb
 from srn_deblur.devices import resolve_device, resolve_precision
 from srn_deblur.inference import deblur, load_network
+from srn_deblur.network import parameter_count
 from srn_deblur.protocols import DEFAULT_PROTOCOL, ScoringProtocol
 from srn_deblur.reports import ImageScore, markdown_table, summarize, write_csv
+from srn_deblur.training_runs import load_training_run
 from srn_deblur.utils import print_config
 
 log = logging.getLogger(__name__)
@@ -105,10 +107,6 @@ def evaluate_dataset(
     return scores
 
 
-def parameter_count(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
 def evaluate_checkpoint(
     ckpt_path: str | Path,
     datamodule: pl.LightningDataModule,
@@ -175,7 +173,16 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """What `evaluate.py` does: build the data and protocol from `cfg`, evaluate `cfg.ckpt_path`, print."""
     if cfg.get("print_config", True):
         print_config(cfg)
-    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    data, ckpt_path, precision = cfg.data, cfg.get("ckpt_path"), cfg.get("precision")
+    if cfg.get("run_dir"):
+        # A training run scored as its own test scored it: its data, checkpoint and precision.
+        run = load_training_run(cfg.run_dir)
+        data = OmegaConf.create(run.data)
+        ckpt_path, precision = ckpt_path or run.checkpoint, precision or run.precision
+    data = OmegaConf.merge(data, cfg.get("data_overrides") or {})
+    if not ckpt_path:
+        raise ValueError("evaluate.py needs ckpt_path=<checkpoint> or run_dir=<a train.py run folder>")
+    datamodule: pl.LightningDataModule = hydra.utils.instantiate(data)
     protocol: ScoringProtocol = (
         hydra.utils.instantiate(cfg.protocol) if cfg.get("protocol") else DEFAULT_PROTOCOL
     )
@@ -186,7 +193,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         net_config = OmegaConf.to_container(model.net, resolve=True)
         net_config.pop("_target_", None)
     summary = evaluate_checkpoint(
-        cfg.ckpt_path,
+        ckpt_path,
         datamodule,
         cfg.paths.output_dir,
         net_config=net_config,
@@ -198,7 +205,7 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         save_images=cfg.save_images,
         limit_images=cfg.limit_images,
         warmup=cfg.warmup,
-        precision=cfg.get("precision", "fp32"),
+        precision=precision or "fp32",
     )
     print(summary["table"])
     print(f"per-image scores: {Path(cfg.paths.output_dir) / 'per_image.csv'}")

@@ -240,3 +240,8 @@ class SRNDeblurNet(nn.Module):
             est = est[..., :h_i, :w_i]  # crop the padding back
             results.append(est.reshape(n, c, h_i, w_i) if fold else est)
         return results
+
+
+def parameter_count(net: nn.Module) -> int:
+    """Trainable and frozen parameters of `net`: the figure the release and the papers quote."""
+    return sum(p.numel() for p in net.parameters())

@@ -17,6 +17,7 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 from rich.console import Console
 
 from srn_deblur.checkpoints import latest_checkpoint, rating_checkpoint_callback
+from srn_deblur.devices import resolve_precision
 from srn_deblur.inference import load_network
 from srn_deblur.utils import code_version, instantiate_group, print_config, results_table
 
@@ -44,7 +45,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # `trainer.enable_progress_bar=false` should just work, not clash with the group's bar.
         callbacks = [cb for cb in callbacks if not isinstance(cb, ProgressBar)]
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer_kwargs = (
+        {"precision": trainer_precision(cfg.trainer)} if cfg.trainer.get("precision") == "auto" else {}
+    )
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **trainer_kwargs
+    )
     check_launch(trainer, multirun=HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN)
 
     channels = data_channels(cfg.data, cfg.model.get("net"))
@@ -111,6 +117,13 @@ def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
     return global_batch_size // world_size
 
 
+def trainer_precision(trainer: DictConfig) -> str:
+    """`trainer.precision: auto`: bf16 autocast where the hardware multiplies bf16 natively (CUDA,
+    CPUs with AMX-BF16 or AVX512-BF16), float32 elsewhere, where emulated bf16 is slower."""
+    device = torch.device("cuda" if trainer.get("accelerator") in ("gpu", "cuda") else "cpu")
+    return "bf16-mixed" if resolve_precision("auto", device) == "bf16" else "32-true"
+
+
 def data_channels(data: DictConfig, net: DictConfig | None) -> int | None:
     """The channels the training crops need: `data.train_channels`, or the network's when null.
 
@@ -123,7 +136,9 @@ def data_channels(data: DictConfig, net: DictConfig | None) -> int | None:
     return channels
 
 
-def _instantiate_datamodule(cfg: DictConfig, world_size: int, train_channels: int | None) -> pl.LightningDataModule:
+def _instantiate_datamodule(
+    cfg: DictConfig, world_size: int, train_channels: int | None
+) -> pl.LightningDataModule:
     kwargs = {"train_channels": train_channels} if "train_channels" in cfg else {}
     if "batch_size" in cfg:
         per_device = per_device_batch_size(cfg.batch_size, world_size)

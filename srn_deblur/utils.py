@@ -20,7 +20,11 @@ def instantiate_group(cfg: DictConfig | None) -> list:
         return []
     if not isinstance(cfg, DictConfig):
         raise TypeError(f"expected a mapping of objects to build, got {type(cfg).__name__}")
-    return [hydra.utils.instantiate(conf) for conf in cfg.values() if isinstance(conf, DictConfig) and "_target_" in conf]
+    return [
+        hydra.utils.instantiate(conf)
+        for conf in cfg.values()
+        if isinstance(conf, DictConfig) and "_target_" in conf
+    ]
 
 
 def print_config(cfg: DictConfig) -> None:
@@ -39,7 +43,9 @@ def results_table(metrics: Mapping[str, float], stage: str = "test") -> Table:
         if model is None or blurry is None:
             continue
         model, blurry = float(model), float(blurry)
-        table.add_row(name.upper(), f"{blurry:.4f}{unit}", f"{model:.4f}{unit}", f"{model - blurry:+.4f}{unit}")
+        table.add_row(
+            name.upper(), f"{blurry:.4f}{unit}", f"{model:.4f}{unit}", f"{model - blurry:+.4f}{unit}"
+        )
     return table
 
 
@@ -60,7 +66,10 @@ def code_version(repo: str | Path | None = None) -> dict[str, str | bool | None]
         try:
             done = subprocess.run(
                 ["git", "--no-optional-locks", "-C", str(root), *args],
-                capture_output=True, text=True, timeout=10, check=True,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
             )
         except (OSError, subprocess.SubprocessError):
             return None

@@ -20,7 +20,11 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 
 def make_gopro_tree(
-    root: Path, sequences: dict[str, int], size: tuple[int, int] = (40, 48), seed: int = 0, split: str = "train"
+    root: Path,
+    sequences: dict[str, int],
+    size: tuple[int, int] = (40, 48),
+    seed: int = 0,
+    split: str = "train",
 ) -> Path:
     """`root/split/<seq>/{blur,sharp}/<frame>.png` with random images; blur = 255 - sharp."""
     rng = np.random.default_rng(seed)

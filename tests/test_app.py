@@ -729,3 +729,38 @@ def test_bad_video_uploads_get_a_4xx_and_the_server_keeps_serving(client, tmp_pa
         assert client.get("/api/health").status_code == 200
     job = upload(client, good, "fine.mp4", url="/api/jobs").get_json()
     assert wait_done(client, job["status_url"])["status"] == "done"
+
+
+# --------------------------------------------------------------------------- kept results, closing
+
+
+def test_only_the_newest_finished_results_are_kept(checkpoint: Path):
+    from srn_deblur.webapp.service import DONE
+    from srn_deblur.webapp.uploads import Photo
+
+    svc = make_service(checkpoint, keep_results=2)
+    try:
+        jobs = []
+        for seed in range(4):
+            job = svc.submit(Photo(photo(32, 32, seed), f"p{seed}.png"))
+            assert job.finished.wait(60) and job.status == DONE
+            jobs.append(job)
+        # The fourth submission pruned the finished jobs down to the 2 newest before it: a, then b, c.
+        assert svc.get(jobs[0].id) is None
+        assert [svc.get(j.id) for j in jobs[1:]] == jobs[1:]
+        assert all(svc.get(j.id).result for j in jobs[1:])
+    finally:
+        svc.close(timeout=30)
+
+
+def test_close_finishes_the_queued_jobs_then_refuses_new_ones(checkpoint: Path):
+    from srn_deblur.webapp.service import DONE, ServiceBusyError
+    from srn_deblur.webapp.uploads import Photo
+
+    svc = make_service(checkpoint, max_queue=8)
+    jobs = [svc.submit(Photo(photo(48, 48, seed), f"q{seed}.png")) for seed in range(3)]
+    svc.close(timeout=120)  # returns once the worker has drained the queue
+    assert [j.status for j in jobs] == [DONE] * 3 and all(j.result for j in jobs)
+    assert not svc.alive
+    with pytest.raises(ServiceBusyError, match="stopped"):
+        svc.submit(Photo(photo(16, 16), "late.png"))

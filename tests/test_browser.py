@@ -110,6 +110,17 @@ def shown_size(page, selector: str) -> tuple[int, int]:
     return tuple(page.eval_on_selector(selector, "img => [img.naturalWidth, img.naturalHeight]"))
 
 
+def download_result(page, tmp_path: Path, name: str) -> np.ndarray:
+    """Click the page's download button; check the suggested name and return the saved RGB pixels."""
+    with page.expect_download() as download_info:
+        page.click("#download")
+    download = download_info.value
+    assert download.suggested_filename == name
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    return np.asarray(Image.open(saved).convert("RGB"))
+
+
 def test_upload_shows_progress_then_the_result_and_downloads_the_sharp_png(browser, served, tmp_path):
     url, service, net = served
     pixels = photo(150, 130, seed=21)  # 130 wide, 150 high: tiled into several passes
@@ -127,13 +138,7 @@ def test_upload_shows_progress_then_the_result_and_downloads_the_sharp_png(brows
         assert shown_size(page, "#before-image") == (130, 150)
         assert "130×150 pixels" in page.inner_text("#result-info")
 
-        with page.expect_download() as download_info:
-            page.click("#download")
-        download = download_info.value
-        assert download.suggested_filename == "street_deblurred.png"
-        saved = tmp_path / download.suggested_filename
-        download.save_as(saved)
-        result = np.asarray(Image.open(saved).convert("RGB"))
+        result = download_result(page, tmp_path, "street_deblurred.png")
         assert_close_pixels(result, expected(net, pixels, tile_size=TILE))
 
         page.fill("#slider", "20")  # the before/after divider follows the slider
@@ -229,13 +234,7 @@ def test_video_upload_shows_its_sharpest_frame_deblurred_with_the_time_stamp(bro
         assert page.is_hidden("#error")
         assert "frame at 0:00.160" in page.inner_text("#result-info")
         assert shown_size(page, "#after-image") == (64, 48) and shown_size(page, "#before-image") == (64, 48)
-        with page.expect_download() as download_info:
-            page.click("#download")
-        download = download_info.value
-        assert download.suggested_filename == "walk_00-00-00.160_deblurred.png"
-        saved = tmp_path / download.suggested_filename
-        download.save_as(saved)
-        result = np.asarray(Image.open(saved).convert("RGB"))
+        result = download_result(page, tmp_path, "walk_00-00-00.160_deblurred.png")
         assert_close_pixels(result, expected(net, frame, tile_size=TILE))
         page.screenshot(path=str(tmp_path / "video-result.png"), full_page=True)
     finally:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from datamodules.datasets import PairedImageDataset
-from datamodules.image_io import ImageReadError, read_rgb
 from datamodules.depth_of_field import defocus_regions, disk_kernel
 from datamodules.gopro import GoProDataModule
+from datamodules.image_io import ImageReadError, read_rgb
 from datamodules.motion_blur import BlurParams, blur_image
 from datamodules.pairs import DatasetLayoutError, find_gopro_pairs
 from datamodules.synthetic import build_synthetic_dataset, load_bundled_image
@@ -118,9 +118,11 @@ def test_motion_blur_is_deterministic_and_blurs():
     b = blur_image(sharp, np.random.default_rng(7), BlurParams(min_length=6, max_length=8))
     c = blur_image(sharp, np.random.default_rng(8), BlurParams(min_length=6, max_length=8))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
     # Blur removes high frequencies: neighbouring pixels become much more alike.
     def roughness(x):
         return np.abs(np.diff(x.astype(float), axis=1)).mean()
+
     assert roughness(a) < 0.5 * roughness(sharp)
 
 
@@ -166,7 +168,9 @@ def test_defocus_softens_some_regions_and_leaves_the_rest_in_focus():
     out = defocus_regions(sharp, np.random.default_rng(4), min_radius=3.0, max_radius=3.0)
     assert np.array_equal(out, defocus_regions(sharp, np.random.default_rng(4), 3.0, 3.0))
     blocks = [(y, x) for y in range(0, 128, 16) for x in range(0, 160, 16)]
-    ratios = [_roughness(out[y : y + 16, x : x + 16]) / _roughness(sharp[y : y + 16, x : x + 16]) for y, x in blocks]
+    ratios = [
+        _roughness(out[y : y + 16, x : x + 16]) / _roughness(sharp[y : y + 16, x : x + 16]) for y, x in blocks
+    ]
     assert min(ratios) < 0.3  # out of focus somewhere...
     assert max(ratios) > 0.95  # ...and in focus elsewhere
 
@@ -189,15 +193,35 @@ def test_defocus_prob_changes_only_training_targets(tmp_path: Path):
 
 
 def test_test_frames_do_not_depend_on_the_training_settings(tmp_path: Path):
-    a = build_synthetic_dataset(tmp_path / "a", train_images=["coins"], test_images=["camera"],
-                                train_frames=1, test_frames=1, max_side=64)
-    b = build_synthetic_dataset(tmp_path / "b", train_images=["coins", "brick"], test_images=["camera"],
-                                train_frames=3, test_frames=2, max_side=64, defocus_prob=1.0)
+    a = build_synthetic_dataset(
+        tmp_path / "a",
+        train_images=["coins"],
+        test_images=["camera"],
+        train_frames=1,
+        test_frames=1,
+        max_side=64,
+    )
+    b = build_synthetic_dataset(
+        tmp_path / "b",
+        train_images=["coins", "brick"],
+        test_images=["camera"],
+        train_frames=3,
+        test_frames=2,
+        max_side=64,
+        defocus_prob=1.0,
+    )
     blurry = read_rgb(a / "test/camera/blur/000000.png")
     assert np.array_equal(blurry, read_rgb(b / "test/camera/blur/000000.png"))
     assert not np.array_equal(blurry, read_rgb(b / "test/camera/blur/000001.png"))  # frames differ
-    c = build_synthetic_dataset(tmp_path / "c", train_images=["coins"], test_images=["camera"],
-                                train_frames=1, test_frames=1, max_side=64, seed=1)
+    c = build_synthetic_dataset(
+        tmp_path / "c",
+        train_images=["coins"],
+        test_images=["camera"],
+        train_frames=1,
+        test_frames=1,
+        max_side=64,
+        seed=1,
+    )
     assert not np.array_equal(blurry, read_rgb(c / "test/camera/blur/000000.png"))  # the seed matters
 
 
@@ -206,8 +230,14 @@ def _build_in_subprocess(root: str, barrier, delay: float) -> None:
 
     barrier.wait()
     time.sleep(delay)  # the later ones arrive while the first is writing
-    build_synthetic_dataset(root, train_images=["coins", "brick"], test_images=["camera"],
-                            train_frames=12, test_frames=2, max_side=256)
+    build_synthetic_dataset(
+        root,
+        train_images=["coins", "brick"],
+        test_images=["camera"],
+        train_frames=12,
+        test_frames=2,
+        max_side=256,
+    )
 
 
 @pytest.mark.slow
@@ -218,7 +248,9 @@ def test_runs_started_together_share_one_generated_folder(tmp_path: Path):
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(3)
     root = tmp_path / "shared"
-    workers = [context.Process(target=_build_in_subprocess, args=(str(root), barrier, 0.3 * i)) for i in range(3)]
+    workers = [
+        context.Process(target=_build_in_subprocess, args=(str(root), barrier, 0.3 * i)) for i in range(3)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:

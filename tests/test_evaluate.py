@@ -193,7 +193,14 @@ def test_tiled_inference_matches_whole_image_at_sizes_that_are_not_multiples_of_
 
 def _eval_cfg(test_split: Path, ckpt: Path, tmp_path: Path, *extra: str):
     return compose_config(
-        [f"ckpt_path={ckpt}", f"data.data_dir={test_split}", "device=cpu", "warmup=false", *extra],
+        [
+            "data=gopro",
+            f"ckpt_path={ckpt}",
+            f"data.data_dir={test_split}",
+            "device=cpu",
+            "warmup=false",
+            *extra,
+        ],
         tmp_path,
         config_name="eval",
     )
@@ -238,6 +245,7 @@ def test_checkpoint_of_another_architecture_is_rejected_by_evaluate_py(test_spli
         sys.executable,
         "evaluate.py",
         f"ckpt_path={ckpt}",
+        "data=gopro",
         f"data.data_dir={test_split}",
         "model=srn_color",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -272,6 +280,40 @@ def test_the_test_table_of_training_equals_evaluate_py_on_the_same_checkpoint(
     # Not a coincidence of two metrics that agree anyway: scored without rounding, the numbers move.
     unrounded = run_evaluation(_with(eval_cfg, "protocol.rounding", None, tmp_path / "eval_float"))
     assert unrounded["overall"]["psnr"] != pytest.approx(metrics["test/psnr"], abs=1e-4)
+
+    # `run_dir=` finds all of that in the run folder itself, as train.py's Hydra run leaves it.
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(
+        OmegaConf.masked_copy(train_cfg, [k for k in train_cfg if k != "hydra"]),
+        run_dir / ".hydra/config.yaml",
+    )
+    by_run = compose_config(
+        [f"run_dir={run_dir}", "device=cpu", "warmup=false"], tmp_path / "eval_run", "eval"
+    )
+    summary_run = run_evaluation(by_run)
+    assert summary_run["checkpoint"] == str(ckpt) and summary_run["precision"] == "fp32"
+    for key in ("psnr", "ssim", "input_psnr", "input_ssim"):
+        assert metrics[f"test/{key}"] == pytest.approx(summary_run["overall"][key], abs=1e-4), key
+
+
+def test_run_dir_without_a_training_record_says_what_to_pass(tmp_path: Path):
+    cfg = compose_config([f"run_dir={tmp_path}", "device=cpu"], tmp_path / "eval", "eval")
+    with pytest.raises(FileNotFoundError, match="no .hydra/config.yaml"):
+        run_evaluation(cfg)
+    with pytest.raises(ValueError, match="ckpt_path=<checkpoint> or run_dir="):
+        run_evaluation(compose_config(["device=cpu"], tmp_path / "eval2", "eval"))
+
+
+def test_lightning_precisions_map_to_the_inference_precision_they_compute_in():
+    from srn_deblur.training_runs import inference_precision
+
+    assert [inference_precision(p, "cpu") for p in ("bf16-mixed", "16-mixed", "32-true", "32")] == [
+        "bf16",
+        "fp16",
+        "fp32",
+        "fp32",
+    ]
+    assert inference_precision("auto", "gpu") == "bf16"  # train.py's auto is bf16 on CUDA
 
 
 def _with(cfg, key: str, value, output_dir: Path):

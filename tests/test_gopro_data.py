@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from datamodules.cache import DecodedPairCache
 from datamodules.datasets import PairedImageDataset, paired_augmentations
-from datamodules.image_io import read_rgb
 from datamodules.gopro import GoProDataModule
+from datamodules.image_io import read_rgb
 from datamodules.paired_folder import PairedFolderDataModule
 from datamodules.pairs import (
     DatasetLayoutError,
@@ -94,7 +94,13 @@ def test_validation_split_keeps_sequences_whole(gopro: Path, val_sequences):
     assert sorted(train + val, key=str) == sorted(pairs, key=str)
     for seq in val_seqs:  # every frame of a held-out sequence went to validation
         assert sum(p.sequence == seq for p in val) == SEQUENCES[seq]
-    expected = len(val_sequences) if isinstance(val_sequences, list) else max(1, round(val_sequences * 4)) if isinstance(val_sequences, float) else val_sequences
+    expected = (
+        len(val_sequences)
+        if isinstance(val_sequences, list)
+        else max(1, round(val_sequences * 4))
+        if isinstance(val_sequences, float)
+        else val_sequences
+    )
     assert len(val_seqs) == expected
     assert split_by_sequence(pairs, val_sequences, seed=3) == (train, val)  # reproducible
 
@@ -128,7 +134,13 @@ def test_datamodule_validates_on_held_out_sequences(gopro: Path):
 
 
 def test_hparams_from_hydra_are_plain_so_checkpoints_load_weights_only(gopro: Path, tmp_path: Path):
-    cfg = OmegaConf.create({"_target_": "datamodules.gopro.GoProDataModule", "data_dir": str(gopro), "val_sequences": ["GOPR0372_07_00"]})
+    cfg = OmegaConf.create(
+        {
+            "_target_": "datamodules.gopro.GoProDataModule",
+            "data_dir": str(gopro),
+            "val_sequences": ["GOPR0372_07_00"],
+        }
+    )
     import hydra
 
     dm = hydra.utils.instantiate(cfg)
@@ -163,7 +175,9 @@ def test_blur_dataset_pairs_by_name_without_the_type_tag(tmp_path: Path, blurred
 
 def test_paired_folder_crops_are_aligned_and_split_without_overlap(tmp_path: Path):
     root = _blur_dataset(tmp_path, ids=range(10), size=(48, 56))
-    dm = PairedFolderDataModule(root, blurred_dir="motion_blurred", crop_size=24, batch_size=4, test_fraction=0.2, val_sequences=2)
+    dm = PairedFolderDataModule(
+        root, blurred_dir="motion_blurred", crop_size=24, batch_size=4, test_fraction=0.2, val_sequences=2
+    )
     dm.setup("fit")
     names = [{p.sharp.name for p in ds.pairs} for ds in (dm.data_train, dm.data_val, dm.data_test)]
     assert [len(n) for n in names] == [6, 2, 2]
@@ -188,7 +202,10 @@ def test_paired_folder_with_its_own_split(tmp_path: Path):
 
 def test_paired_folder_errors_say_what_to_fix(tmp_path: Path):
     root = _blur_dataset(tmp_path)
-    with pytest.raises(DatasetLayoutError, match=r"blurred does not exist \(found: defocused_blurred, motion_blurred, sharp\)"):
+    with pytest.raises(
+        DatasetLayoutError,
+        match=r"blurred does not exist \(found: defocused_blurred, motion_blurred, sharp\)",
+    ):
         find_folder_pairs(root)
     (root / "sharp" / "2_IPHONE-SE_S.png").unlink()
     with pytest.raises(DatasetLayoutError, match=r"2_IPHONE-SE_M\.png has no sharp twin .*key '2_IPHONE-SE'"):
@@ -209,9 +226,11 @@ def test_memory_mapped_cache_gives_the_plain_loaders_samples(gopro: Path, tmp_pa
         assert np.array_equal(blurry, read_rgb(pair.blurry)) and np.array_equal(sharp, read_rgb(pair.sharp))
     kwargs = dict(crop_size=16, samples_per_epoch=40, seed=7)
     plain = PairedImageDataset(pairs, augment=paired_augmentations(True, True, True), **kwargs)
-    fast = PairedImageDataset(pairs, augment=paired_augmentations(True, True, True), decoded_cache=cache, **kwargs)
+    fast = PairedImageDataset(
+        pairs, augment=paired_augmentations(True, True, True), decoded_cache=cache, **kwargs
+    )
     for i in range(len(plain)):
-        for a, b in zip(plain[i], fast[i]):
+        for a, b in zip(plain[i], fast[i], strict=True):
             assert torch.equal(a, b)
     full = PairedImageDataset(pairs, decoded_cache=cache)[3]
     assert torch.equal(full[0], PairedImageDataset(pairs)[3][0])
@@ -219,7 +238,9 @@ def test_memory_mapped_cache_gives_the_plain_loaders_samples(gopro: Path, tmp_pa
 
 def test_datamodule_fast_path_matches_plain_loader_with_workers(gopro: Path, tmp_path: Path):
     def batches(**kwargs) -> list[torch.Tensor]:
-        dm = GoProDataModule(gopro, crop_size=16, batch_size=2, train_samples_per_epoch=8, num_workers=2, **kwargs)
+        dm = GoProDataModule(
+            gopro, crop_size=16, batch_size=2, train_samples_per_epoch=8, num_workers=2, **kwargs
+        )
         dm.prepare_data()
         dm.setup("fit")
         torch.manual_seed(0)  # the dataset's seed and the workers' seeds come from torch
@@ -228,7 +249,7 @@ def test_datamodule_fast_path_matches_plain_loader_with_workers(gopro: Path, tmp
 
     plain, fast = batches(), batches(cache_dir=str(tmp_path / "cache"))
     assert len(plain) == 4
-    for a, b in zip(plain, fast):
+    for a, b in zip(plain, fast, strict=True):
         assert torch.equal(a, b)
     assert len(list((tmp_path / "cache").glob("pairs-*.u8"))) == 1  # training split only
 
@@ -260,7 +281,9 @@ def test_cache_of_other_pairs_is_refused(gopro: Path, tmp_path: Path):
         GoProDataModule(gopro, cache_images=True, cache_dir=str(tmp_path))
 
 
-def test_cache_needing_more_disk_than_free_is_refused_before_writing(gopro: Path, tmp_path: Path, monkeypatch):
+def test_cache_needing_more_disk_than_free_is_refused_before_writing(
+    gopro: Path, tmp_path: Path, monkeypatch
+):
     from types import SimpleNamespace
 
     monkeypatch.setattr("datamodules.cache.shutil.disk_usage", lambda path: SimpleNamespace(free=100))
@@ -282,7 +305,9 @@ def test_augmentation_is_off_by_default_and_transforms_both_images_alike(gopro: 
     original = torch.from_numpy(read_rgb(pair[0].sharp).astype(np.float32) / 255).permute(2, 0, 1)
     dihedral = [torch.rot90(o, k, (1, 2)) for o in (original, original.flip(2)) for k in range(4)]
     # Whole images (no crop), so every output must be one of the 8 flips/rotations of the input.
-    ds = PairedImageDataset(pair, samples_per_epoch=64, augment=paired_augmentations(True, True, True), seed=0)
+    ds = PairedImageDataset(
+        pair, samples_per_epoch=64, augment=paired_augmentations(True, True, True), seed=0
+    )
     seen = set()
     for i in range(len(ds)):
         blurry, sharp = ds[i]
@@ -298,7 +323,7 @@ def test_loader_workers_cut_different_crops(tmp_path: Path):
     ds = PairedImageDataset(find_gopro_pairs(tmp_path, "train"), crop_size=8, samples_per_epoch=8)
     loader = DataLoader(ds, batch_size=1, num_workers=2)  # worker 0: even batches, worker 1: odd
     crops = [b[1] for b in loader]
-    pairs_of_workers = list(zip(crops[0::2], crops[1::2]))
+    pairs_of_workers = list(zip(crops[0::2], crops[1::2], strict=False))
     assert not all(torch.equal(a, b) for a, b in pairs_of_workers), "both workers cut the same windows"
 
 
@@ -320,8 +345,12 @@ def test_release_list_files_load_both_splits_through_the_config(tmp_path: Path):
         write_png(root / split / seq / "blur" / f"{frame}.png", blurry)
         written[split] = (seq, blurry, sharp)
     # Lines exactly as the release's datalist_gopro.txt writes them: sharp first, then blur.
-    (tmp_path / "train_list.txt").write_text("GOPR0372_07_00/sharp/000047.png GOPR0372_07_00/blur/000047.png\n")
-    (tmp_path / "test_list.txt").write_text("GOPR0384_11_00/sharp/000001.png GOPR0384_11_00/blur/000001.png\n")
+    (tmp_path / "train_list.txt").write_text(
+        "GOPR0372_07_00/sharp/000047.png GOPR0372_07_00/blur/000047.png\n"
+    )
+    (tmp_path / "test_list.txt").write_text(
+        "GOPR0384_11_00/sharp/000001.png GOPR0384_11_00/blur/000001.png\n"
+    )
     cfg = compose_config(
         [
             "data=gopro",
@@ -350,7 +379,7 @@ def test_in_memory_cache_gives_the_plain_loaders_samples_and_reads_each_file_onc
     kwargs = dict(crop_size=16, samples_per_epoch=2 * len(pairs), seed=5)
     plain, cached = PairedImageDataset(pairs, **kwargs), PairedImageDataset(pairs, cache=True, **kwargs)
     first = [cached[i] for i in range(len(cached))]
-    for i, (a, b) in enumerate(zip((plain[i] for i in range(len(plain))), first)):
+    for i, (a, b) in enumerate(zip((plain[i] for i in range(len(plain))), first, strict=True)):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), f"sample {i} differs"
     for pair in pairs:  # the cache holds the decoded pixels: the files are no longer needed
         pair.blurry.unlink()

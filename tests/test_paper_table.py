@@ -11,9 +11,8 @@ import hydra
 import pytest
 from omegaconf import OmegaConf
 
-from srn_deblur.evaluation import parameter_count
 from srn_deblur.inference import save_network
-from srn_deblur.network import SRNDeblurNet
+from srn_deblur.network import SRNDeblurNet, parameter_count
 from srn_deblur.paper_runs import PRESETS, find_runs, gather, load_protocol, run_experiment, train_commands
 from srn_deblur.paper_table import ROWS, compose_row, resolve_rows
 from srn_deblur.training import data_channels, train

@@ -26,7 +26,7 @@ from srn_deblur.tf_bundle import BundleError, TensorBundle
 ROOT = Path(__file__).resolve().parents[1]
 TF_PYTHON = ROOT / ".venv-tf" / "bin" / "python"
 PREFIX = "deblur.model-523000"
-# The released files' sizes (TF_RELEASE facts): a Saver-written bundle of the same variables matches.
+# The released files' sizes (docs/release_models.md): a Saver-written bundle of the same variables matches.
 RELEASE_DATA_BYTES = {"color": 27_525_004, "gray": 27_505_796, "lstm": 32_226_436}
 RELEASE_TENSORS = {"color": 84, "gray": 84, "lstm": 86}
 CHANNELS = {"color": 3, "gray": 1, "lstm": 1}

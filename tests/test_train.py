@@ -58,7 +58,9 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
         (["experiment=gopro_release_color"], 3, False),
     ],
 )
-def test_choosing_a_model_gives_the_released_network_whatever_else_is_chosen(overrides, channels, lstm, tmp_path):
+def test_choosing_a_model_gives_the_released_network_whatever_else_is_chosen(
+    overrides, channels, lstm, tmp_path
+):
     import hydra
 
     cfg = compose_config(overrides, tmp_path)
@@ -68,9 +70,11 @@ def test_choosing_a_model_gives_the_released_network_whatever_else_is_chosen(ove
 
 def test_released_parameter_counts_match_the_papers_table():
     # The release's README figures, as a check on the layer-table count above.
-    assert (release_parameter_count(1, True), release_parameter_count(3, False), release_parameter_count(1, False)) == (
-        8_056_609, 6_881_251, 6_876_449
-    )
+    assert (
+        release_parameter_count(1, True),
+        release_parameter_count(3, False),
+        release_parameter_count(1, False),
+    ) == (8_056_609, 6_881_251, 6_876_449)
 
 
 def test_gopro_full_is_the_papers_recipe(tmp_path):
@@ -94,7 +98,7 @@ def test_default_config_is_the_cpu_demo(tmp_path):
     assert (net.channels, net.residual) == (3, True)
     assert _count(net) == release_parameter_count(3, True, blocks=0, widths=(16, 32, 64))
     assert cfg.data._target_ == "datamodules.synthetic.SyntheticDataModule"
-    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.trainer.accelerator == "cpu" and cfg.trainer.precision == "auto"
     assert cfg.trainer.max_time == "00:00:09:00" and cfg.test_ckpt == "last"
     assert {"ema", "max_time_decay"} <= set(cfg.callbacks)
 
@@ -202,7 +206,9 @@ def test_demo_checkpoints_hold_the_weight_average_that_inference_loads(tiny_trai
     torch.testing.assert_close(net.state_dict()[key.removeprefix("net.")], averaged[key])
 
 
-@pytest.mark.parametrize(("overrides", "grey"), [(["model=srn_lstm"], True), ([], False), (["model=srn_color"], False)])
+@pytest.mark.parametrize(
+    ("overrides", "grey"), [(["model=srn_lstm"], True), ([], False), (["model=srn_color"], False)]
+)
 def test_training_crops_follow_the_network_and_data_configs_stand_alone(overrides, grey, tmp_path):
     import hydra
 
@@ -215,3 +221,17 @@ def test_training_crops_follow_the_network_and_data_configs_stand_alone(override
     # Evaluation composes data without any model: the same data config builds on its own.
     alone = compose_config(["data=gopro", "ckpt_path=x.ckpt"], tmp_path, config_name="eval")
     assert hydra.utils.instantiate(alone.data).hparams.train_channels is None
+
+
+def test_auto_trainer_precision_is_bf16_only_where_the_cpu_multiplies_bf16():
+    from omegaconf import OmegaConf
+
+    from srn_deblur.training import trainer_precision
+
+    flags = next(
+        (line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), []
+    )
+    native = bool({"amx_bf16", "avx512_bf16"} & set(flags))
+    assert trainer_precision(OmegaConf.create({"accelerator": "cpu"})) == (
+        "bf16-mixed" if native else "32-true"
+    )

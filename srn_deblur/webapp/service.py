@@ -21,6 +21,7 @@ import torch
 
 from srn_deblur.deblurrer import Deblurrer
 from srn_deblur.devices import resolve_device
+from srn_deblur.network import parameter_count
 from srn_deblur.webapp.uploads import Photo, encode_png
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class ModelService:
 
     @property
     def parameters(self) -> int:
-        return sum(p.numel() for p in self.net.parameters())
+        return parameter_count(self.net)
 
     @property
     def alive(self) -> bool:
