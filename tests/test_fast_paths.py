@@ -273,7 +273,7 @@ def test_benchmark_smoke_run_reports_every_case(tmp_path: Path):
     # A training step counts as 3 forward passes over the batch.
     train = rows[("train", "color_lstm", "plain")]
     net = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1)
-    assert train["gflop_per_call"] * 1e9 == pytest.approx(6 * bench.count_macs(net, (2, 3, 32, 32)))
+    assert train["gflop_per_call"] * 1e9 == pytest.approx(6 * count_macs(net, (2, 3, 32, 32)))
     assert results["loader"]["samples_per_s"] > 0
     assert "| infer | color_lstm | plain |" in out.with_suffix(".md").read_text()
 
