@@ -20,7 +20,7 @@ from harness import Case, FastPath
 from torch import Tensor, nn
 
 from srn_deblur.flops import count_macs
-from srn_deblur.inference import deblur, tile_grid
+from srn_deblur.inference import deblur, plan_tiles
 from srn_deblur.module import SRNLitModule
 
 
@@ -65,9 +65,9 @@ def inference_case(
     height, width = size
     x = torch.rand(1, 3, height, width, generator=torch.Generator().manual_seed(1))
     macs = count_macs(net, (1, 3, height, width))
-    if tile is not None:  # tiles overlap: count the pixels the network really runs on
-        side, tops, lefts = tile_grid(height, width, tile, overlap, net.padded_length(1))
-        macs = count_macs(net, (1, 3, side, side)) * len(tops) * len(lefts)
+    plan = plan_tiles(height, width, tile, overlap, align=net.padded_length(1))
+    if not plan.whole:  # tiles overlap: count the pixels the network really runs on
+        macs = count_macs(net, (1, 3, plan.tile, plan.tile)) * plan.count
     start = time.perf_counter()
     if path.onnx:
         if tile is not None:

@@ -148,11 +148,17 @@ def _check_rounding(rounding: str) -> None:
         raise ValueError(f"rounding must be one of {ROUNDINGS}, got {rounding!r}")
 
 
+def _levels(image: Tensor, rounding: str) -> Tensor:
+    """Floats in [0, 1] -> the 8-bit levels 0..255 as floats (a new tensor, `image` untouched)."""
+    _check_rounding(rounding)
+    # clamp copies; the in-place steps after it keep a 12 MP photo to one float copy.
+    levels = image.float().clamp(0.0, 1.0).mul_(255.0)
+    return levels.round_() if rounding == "round" else levels.floor_()
+
+
 def quantize(image: Tensor, rounding: str = "round") -> Tensor:
     """Floats -> the [0, 1] values of the 256 levels an 8-bit image stores (same shape)."""
-    _check_rounding(rounding)
-    levels = image.float().clamp(0.0, 1.0) * 255.0
-    return (levels.round_() if rounding == "round" else levels.floor_()) / 255.0
+    return _levels(image, rounding).div_(255.0)
 
 
 def array_to_uint8(values: np.ndarray) -> np.ndarray:
@@ -163,15 +169,11 @@ def array_to_uint8(values: np.ndarray) -> np.ndarray:
 
 def to_uint8(image: Tensor, rounding: str = "round") -> np.ndarray:
     """`(C, H, W)` or `(1, C, H, W)` float in [0, 1] -> `(H, W, C)` uint8."""
-    _check_rounding(rounding)
     if image.dim() == 4:
         if image.shape[0] != 1:
             raise ValueError(f"to_uint8 takes one image, got a batch of {image.shape[0]}")
         image = image[0]
-    # clamp copies; the in-place steps after it keep a 12 MP photo to one float copy.
-    levels = image.float().clamp(0.0, 1.0).mul_(255.0)
-    levels = levels.round_() if rounding == "round" else levels.floor_()
-    return levels.byte().permute(1, 2, 0).cpu().numpy()
+    return _levels(image, rounding).byte().permute(1, 2, 0).cpu().numpy()
 
 
 __all__ = [

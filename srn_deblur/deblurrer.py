@@ -18,7 +18,7 @@ from datamodules.image_io import ROUNDINGS, to_tensor, to_uint8
 from srn_deblur.devices import resolve_device, resolve_precision
 from srn_deblur.inference import deblur, load_network
 from srn_deblur.network import parameter_count
-from srn_deblur.tiling import TilePlan, plan_tiles
+from srn_deblur.tiling import TilePlan, plan_tiles, size_multiple
 
 
 class Deblurrer:
@@ -82,10 +82,8 @@ class Deblurrer:
 
     def plan(self, height: int, width: int) -> TilePlan:
         """The tile plan of a photo of this size; `plan.count` is its progress denominator."""
-        align = self.net.padded_length(1) if hasattr(self.net, "padded_length") else 16
-        return plan_tiles(
-            height, width, self.tile_size, self.tile_overlap, self.whole_image_max_pixels, align
-        )
+        limit, align = self.whole_image_max_pixels, size_multiple(self.net)
+        return plan_tiles(height, width, self.tile_size, self.tile_overlap, limit, align)
 
     def tensor(self, blurry: Tensor, on_tile: Callable[[int, int], None] | None = None) -> Tensor:
         """`(1, 3, H, W)` in [0, 1] on any device -> the sharp `(1, 3, H, W)` float32 on `device`."""

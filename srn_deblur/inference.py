@@ -24,8 +24,7 @@ from srn_deblur.tiling import (
     free_memory,
     plan_tiles,
     ramp,
-    tile_count,
-    tile_grid,
+    size_multiple,
     tiles_per_batch,
 )
 
@@ -147,8 +146,7 @@ def deblur(
     precision = resolve_precision(precision, device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    align = net.padded_length(1) if hasattr(net, "padded_length") else 16
-    plan = plan_tiles(h, w, tile_size, tile_overlap, max_pixels, align)
+    plan = plan_tiles(h, w, tile_size, tile_overlap, max_pixels, size_multiple(net))
 
     def run(x: Tensor) -> Tensor:  # (B, C, h, w) -> (B, C, h, w) float32
         if channels_last:
@@ -206,6 +204,4 @@ __all__ = [
     "network_state_dict",
     "plan_tiles",
     "save_network",
-    "tile_count",
-    "tile_grid",
 ]

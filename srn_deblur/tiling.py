@@ -73,6 +73,11 @@ def _starts(length: int, tile: int, stride: int) -> tuple[int, ...]:
     return tuple(range(0, max(length - tile, 0) + stride, stride)) if length > tile else (0,)
 
 
+def size_multiple(net: object) -> int:
+    """The side every tile position must be a multiple of: the network's padding multiple."""
+    return net.padded_length(1) if hasattr(net, "padded_length") else 16
+
+
 def plan_tiles(
     height: int,
     width: int,
@@ -120,27 +125,12 @@ def free_memory(device: torch.device) -> int | None:
     return int(free)
 
 
-def tile_grid(
-    height: int, width: int, tile_size: int, tile_overlap: int = 64, align: int = 16
-) -> tuple[int, list[int], list[int]]:
-    """The tile side and top and left positions for forced tiling (kept for older callers)."""
-    plan = plan_tiles(height, width, tile_size, tile_overlap, align=align)
-    tile, _ = _tile_geometry(tile_size, tile_overlap, align)
-    return tile, list(plan.tops), list(plan.lefts)
-
-
-def tile_count(height: int, width: int, tile_size: int, tile_overlap: int = 64, align: int = 16) -> int:
-    """How many tiles forced tiling runs for an image of this size."""
-    return plan_tiles(height, width, tile_size, tile_overlap, align=align).count
-
-
 __all__ = [
     "GPU_MEMORY_HEADROOM",
     "TilePlan",
     "free_memory",
     "plan_tiles",
+    "size_multiple",
     "ramp",
-    "tile_count",
-    "tile_grid",
     "tiles_per_batch",
 ]

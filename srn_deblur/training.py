@@ -17,8 +17,8 @@ from pytorch_lightning.strategies.launchers.subprocess_script import _Subprocess
 from rich.console import Console
 
 from srn_deblur.checkpoints import latest_checkpoint, rating_checkpoint_callback
-from srn_deblur.devices import resolve_precision
 from srn_deblur.inference import load_network
+from srn_deblur.training_runs import inference_precision
 from srn_deblur.utils import code_version, instantiate_group, print_config, results_table
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,7 @@ def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
 def trainer_precision(trainer: DictConfig) -> str:
     """`trainer.precision: auto`: bf16 autocast where the hardware multiplies bf16 natively (CUDA,
     CPUs with AMX-BF16 or AVX512-BF16), float32 elsewhere, where emulated bf16 is slower."""
-    device = torch.device("cuda" if trainer.get("accelerator") in ("gpu", "cuda") else "cpu")
-    return "bf16-mixed" if resolve_precision("auto", device) == "bf16" else "32-true"
+    return "bf16-mixed" if inference_precision("auto", trainer.get("accelerator")) == "bf16" else "32-true"
 
 
 def data_channels(data: DictConfig, net: DictConfig | None) -> int | None:

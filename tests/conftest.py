@@ -98,3 +98,16 @@ def make_clip(
             out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
     return written
+
+
+def make_audio_only(path: Path) -> Path:
+    """A one-second AAC file with no video stream (a "video" upload that has no pictures)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=8000, layout="mono")
+        chunk = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="flt", layout="mono")
+        chunk.sample_rate = 8000
+        out.mux(stream.encode(chunk))
+        out.mux(stream.encode(None))
+    return path

@@ -20,13 +20,13 @@ from PIL import Image
 
 from datamodules.image_io import to_tensor, to_uint8
 from srn_deblur.checkpoints import newest_checkpoint
-from srn_deblur.inference import CheckpointError, deblur, save_network, tile_count
+from srn_deblur.inference import CheckpointError, deblur, plan_tiles, save_network
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.webapp import ModelService, create_app
 from srn_deblur.webapp.checkpoints import resolve_checkpoint
 from srn_deblur.webapp.service import resolve_device
 from srn_deblur.webapp.uploads import download_name
-from tests.conftest import compose_config, make_clip
+from tests.conftest import compose_config, make_audio_only, make_clip
 
 REPO = Path(__file__).resolve().parents[1]
 TILE, OVERLAP, WHOLE_MAX = 48, 16, 48 * 48
@@ -213,7 +213,7 @@ def test_large_photo_runs_in_tiles_and_keeps_its_exact_size(client, net):
     pixels = photo(101, 117, seed=3)  # 11,817 pixels > WHOLE_MAX: tiled, odd sizes
     response = upload(client, encode(pixels))
     assert response.status_code == 200
-    passes = tile_count(101, 117, TILE, OVERLAP)
+    passes = plan_tiles(101, 117, TILE, OVERLAP).count
     assert passes > 4 and response.headers["X-Deblur-Passes"] == str(passes)
     assert_close_pixels(decode(response.data), expected(net, pixels, tile_size=TILE))
 
@@ -364,7 +364,7 @@ def test_job_api_reports_progress_and_serves_the_result(client, net):
     job = response.get_json()
     assert response.headers["Location"] == job["status_url"] == f"/api/jobs/{job['id']}"
     assert job["status"] in ("queued", "running", "done") and (job["width"], job["height"]) == (100, 90)
-    assert job["passes_total"] == tile_count(90, 100, TILE, OVERLAP)
+    assert job["passes_total"] == plan_tiles(90, 100, TILE, OVERLAP).count
     done = wait_done(client, job["status_url"])
     assert done["status"] == "done" and done["progress"] == 1.0 and done["error"] is None
     assert done["passes_done"] == done["passes_total"] and done["seconds"] > 0
@@ -703,13 +703,7 @@ def test_video_upload_gives_its_sharpest_frame_deblurred_with_its_time_stamp(cli
 
 
 def _audio_only(path: Path) -> bytes:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("aac", rate=8000, layout="mono")
-        chunk = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="flt", layout="mono")
-        chunk.sample_rate = 8000
-        out.mux(stream.encode(chunk))
-        out.mux(stream.encode(None))
-    return path.read_bytes()
+    return make_audio_only(path).read_bytes()
 
 
 def test_bad_video_uploads_get_a_4xx_and_the_server_keeps_serving(client, tmp_path):

@@ -20,7 +20,7 @@ from datamodules.image_io import read_rgb
 from datamodules.motion_blur import BlurParams, blur_image
 from datamodules.synthetic import load_bundled_image
 from srn_deblur.evaluation import evaluate_checkpoint, evaluate_dataset, run_evaluation
-from srn_deblur.inference import CheckpointError, deblur, save_network, tile_grid
+from srn_deblur.inference import CheckpointError, deblur, plan_tiles, save_network
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.protocols import ScoringProtocol
 from srn_deblur.training import train
@@ -182,9 +182,9 @@ def test_tiled_inference_matches_whole_image_at_sizes_that_are_not_multiples_of_
     torch.manual_seed(0)
     net = SRNDeblurNet(**{**TINY, "residual": False}).eval()
     x = torch.rand(1, 3, 203, 261)
-    tile, tops, lefts = tile_grid(203, 261, 128, 64)
+    plan = plan_tiles(203, 261, 128, 64)
     diff = (deblur(net, x, tile_size=128, tile_overlap=64) - deblur(net, x)).abs()
-    assert all(t % 16 == 0 for t in tops + lefts)
+    assert all(t % 16 == 0 for t in plan.tops + plan.lefts)
     assert diff.mean() < 5e-3  # as for aligned sizes in test_inference.py
 
 

@@ -14,8 +14,6 @@ from srn_deblur.inference import (
     load_network,
     plan_tiles,
     save_network,
-    tile_count,
-    tile_grid,
 )
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.tiling import tiles_per_batch
@@ -78,7 +76,8 @@ def test_missing_checkpoint_is_named(tmp_path: Path):
 
 def _away_from_tile_edges(h: int, w: int, tile_size: int, overlap: int, margin: int) -> torch.Tensor:
     """Pixels at least `margin` away from every tile edge that lies inside the image."""
-    tile, tops, lefts = tile_grid(h, w, tile_size, overlap)
+    plan = plan_tiles(h, w, tile_size, overlap)
+    tile, tops, lefts = plan.tile, plan.tops, plan.lefts
     mask = torch.ones(h, w, dtype=torch.bool)
     for edge in {e for t in tops for e in (t, t + tile)} - {0, h}:
         mask[max(0, edge - margin) : edge + margin, :] = False
@@ -93,7 +92,7 @@ def test_tiled_inference_matches_whole_image_away_from_blending():
     x = torch.rand(1, 3, 256, 320)
     whole = deblur(net, x)
     tiled = deblur(net, x, tile_size=128, tile_overlap=64)
-    assert tile_count(256, 320, 128, 64) >= 9
+    assert plan_tiles(256, 320, 128, 64).count >= 9
     assert tiled.shape == whole.shape
     interior = _away_from_tile_edges(256, 320, 128, 64, margin=32)
     assert interior.sum() > 2000

@@ -18,7 +18,7 @@ from srn_deblur.deblurrer import Deblurrer
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.runner import RunOptions, run
 from srn_deblur.video import Selection, VideoError, open_video
-from tests.conftest import make_clip
+from tests.conftest import make_audio_only, make_clip
 
 FPS, FRAMES, SHARP = 25, 10, 6
 
@@ -118,13 +118,7 @@ def test_not_a_video_and_audio_only_are_refused_by_name(tmp_path):
     with pytest.raises(VideoError, match="fake.mp4.*cannot be read as a video") as info:
         open_video(fake)
     assert info.value.reason == "not_video"
-    sound = tmp_path / "sound.mp4"
-    with av.open(str(sound), "w") as out:
-        stream = out.add_stream("aac", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="flt", layout="mono")
-        frame.sample_rate = 8000
-        out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    sound = make_audio_only(tmp_path / "sound.mp4")
     with pytest.raises(VideoError, match="no video stream") as info:
         open_video(sound)
     assert info.value.reason == "no_video_stream"
