@@ -52,7 +52,8 @@ class DecodedImage:
     icc_profile: bytes | None = None
 
 
-def _label(name: str) -> str:
+def quoted_name(name: str) -> str:
+    """How messages name a file: quoted, or "the upload" when it came without a name."""
     return f"'{name}'" if name else "the upload"
 
 
@@ -76,7 +77,7 @@ def decode_image(
     header, before any pixel is decoded, so an oversized or decompression-bomb image costs no
     memory. Raises `ImageDecodeError` naming `name` and what to do.
     """
-    label = _label(name)
+    label = quoted_name(name)
     if not data:
         raise ImageDecodeError(f"{label} is empty (0 bytes)", "empty")
     try:
@@ -184,6 +185,7 @@ __all__ = [
     "ImageReadError",
     "decode_image",
     "quantize",
+    "quoted_name",
     "array_to_uint8",
     "read_photo",
     "read_rgb",

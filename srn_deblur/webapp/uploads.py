@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from werkzeug.utils import secure_filename
 
-from datamodules.image_io import ImageDecodeError, decode_image
+from datamodules.image_io import ImageDecodeError, decode_image, quoted_name
 from srn_deblur.video import VIDEO_SUFFIXES, SharpestFrames, VideoError, frames, open_video, time_stamp
 
 # Pillow format name -> MIME type of the uploads the page and the API accept.
@@ -60,14 +60,10 @@ def megapixels(n: int) -> str:
     return f"{n / 1e6:.3g} MP"
 
 
-def _label(name: str) -> str:
-    return f"'{name}'" if name else "the upload"
-
-
 def too_large_message(name: str, max_bytes: int) -> str:
     """The 413 message for an upload over the byte limit (checked by the app and by Flask)."""
     return (
-        f"{_label(name)} is larger than this server's limit of {megabytes(max_bytes)}: upload a smaller"
+        f"{quoted_name(name)} is larger than this server's limit of {megabytes(max_bytes)}: upload a smaller"
         " or more compressed photo, or start the app with a higher limits.max_upload_bytes"
     )
 
@@ -142,7 +138,7 @@ def decode_video_upload(data: bytes, name: str, max_bytes: int, max_seconds: flo
     413 over `max_bytes`, `max_seconds` or `max_pixels`, 415 for what is not a video or has no
     video stream, 400 for an empty or corrupt clip.
     """
-    label = _label(name)
+    label = quoted_name(name)
     if not data:
         raise UploadError(f"{label} is empty (0 bytes): choose a clip and upload it again")
     if len(data) > max_bytes:
