@@ -1,7 +1,8 @@
 """Benchmark the fast inference path and deblur.py's overheads (not a test; prints a table).
 
     python benchmarks/bench_deblur.py --checkpoints demo=path/a.ckpt lstm=path/b.ckpt \
-        [--images 4] [--crop 256] [--video-frames 6] [--repeats 2] [--out benchmarks/results/cpu-deblur.json]
+        [--images 4] [--crop 256] [--video-frames 6] [--repeats 2] [--app-repeats 6] \
+        [--out benchmarks/results/cpu-deblur.json]
 
 1. bf16 against fp32 on the synthetic test set (`data/synthetic/test`, made by `python train.py`)
    for each checkpoint: the PSNR difference on 8-bit outputs and the speed ratio (`--crop`: centre
@@ -184,6 +185,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=None, help="centre-crop side, precision rows")
     parser.add_argument("--video-frames", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--app-repeats", type=int, default=6, help="end-to-end/bare pairs for the app")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     checkpoints = dict(item.split("=", 1) for item in args.checkpoints)
@@ -193,7 +195,7 @@ def main() -> None:
     first = next(iter(checkpoints.values()))
     with tempfile.TemporaryDirectory() as folder:
         result["video"] = video_rows(first, args.video_frames, args.repeats, Path(folder))
-    result["app"] = app_rows(first, args.repeats)
+    result["app"] = app_rows(first, args.app_repeats)
     print("| checkpoint | images | PSNR fp32 | PSNR bf16 | diff | bf16 speed (fp32 time / bf16 time) |")
     print("|---|---|---|---|---|---|")
     for row in result["precision"]:
