@@ -33,3 +33,12 @@ def test_init_weights_and_resume_are_exclusive(tiny_training_overrides, tmp_path
     model = hydra.utils.instantiate(compose_config(tiny_training_overrides, tmp_path).model)
     with pytest.raises(ValueError, match="init_weights=a.ckpt and ckpt_path=b.ckpt are both set"):
         load_initial_weights(model, "a.ckpt", resume_from="b.ckpt")
+
+
+def test_init_weights_leaves_the_network_in_training_mode(tiny_training_overrides, tmp_path):
+    # Lightning keeps each module's mode at fit start, so a network left in eval mode would train
+    # with dropout off and batch norm frozen in any architecture that has them.
+    model = hydra.utils.instantiate(compose_config(tiny_training_overrides, tmp_path).model)
+    start = save_network(model.net, tmp_path / "start.ckpt")
+    load_initial_weights(model, str(start))
+    assert all(m.training for m in model.modules())
