@@ -69,11 +69,14 @@ def load_network(
     The architecture comes from, in order: `net` (an already built network), `net_config`,
     or the `net_config` that `train.py` stores in every checkpoint. A bare state dict needs
     one of the first two. The weights must fit exactly; a checkpoint of another architecture
-    gets an error that lists what differs.
+    gets an error that lists what differs. A network built here comes back on `map_location`
+    in eval mode, ready for inference; a given `net` only gets the weights, its device and
+    train/eval mode stay the caller's (fine-tuning loads into a network about to train).
     """
     path = Path(path).expanduser()
     checkpoint = _read_checkpoint(path)
-    if net is None:
+    given = net is not None
+    if not given:
         config = net_config or checkpoint.get("net_config")
         if config is None:
             raise CheckpointError(
@@ -103,7 +106,7 @@ def load_network(
             " with another architecture: use the model config it was trained with."
         )
     net.load_state_dict(state)
-    return net.to(map_location).eval()
+    return net if given else net.to(map_location).eval()
 
 
 def save_network(net: nn.Module, path: str | Path) -> Path:

@@ -212,9 +212,7 @@ def load_initial_weights(model: pl.LightningModule, path: str, resume_from: str 
             f"init_weights={path} and ckpt_path={resume_from} are both set: ckpt_path resumes a run"
             " (weights, optimizer, step), init_weights starts a new one from weights only; set one"
         )
-    training = model.net.training
     load_network(path, net=model.net)  # clear errors for a missing file or another architecture
-    model.net.train(training)  # load_network returns the network in eval mode, for inference
     saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("net_config") or {}
     own = getattr(model.net, "config", {})
     differs = sorted(k for k in saved if k in own and saved[k] != own[k])
