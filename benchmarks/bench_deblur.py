@@ -153,10 +153,12 @@ def app_rows(ckpt: str, repeats: int) -> dict:
     ends, bares, decodes, encodes = [], [], [], []
     try:
         for r in range(repeats):
-            first, second = (end_to_end, bare) if r % 2 == 0 else (bare, end_to_end)
-            a, b = first(), second()
-            ends.append(a if first is end_to_end else b)
-            bares.append(b if first is end_to_end else a)
+            if r % 2 == 0:
+                ends.append(end_to_end())
+                bares.append(bare())
+            else:
+                bares.append(bare())
+                ends.append(end_to_end())
             started = time.perf_counter()
             photo = decode_upload(upload, "hd.png", len(upload), HD[0] * HD[1])
             decodes.append(time.perf_counter() - started)

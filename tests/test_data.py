@@ -193,14 +193,8 @@ def test_defocus_prob_changes_only_training_targets(tmp_path: Path):
 
 
 def test_test_frames_do_not_depend_on_the_training_settings(tmp_path: Path):
-    a = build_synthetic_dataset(
-        tmp_path / "a",
-        train_images=["coins"],
-        test_images=["camera"],
-        train_frames=1,
-        test_frames=1,
-        max_side=64,
-    )
+    small = dict(train_images=["coins"], test_images=["camera"], train_frames=1, test_frames=1, max_side=64)
+    a = build_synthetic_dataset(tmp_path / "a", **small)
     b = build_synthetic_dataset(
         tmp_path / "b",
         train_images=["coins", "brick"],
@@ -213,15 +207,7 @@ def test_test_frames_do_not_depend_on_the_training_settings(tmp_path: Path):
     blurry = read_rgb(a / "test/camera/blur/000000.png")
     assert np.array_equal(blurry, read_rgb(b / "test/camera/blur/000000.png"))
     assert not np.array_equal(blurry, read_rgb(b / "test/camera/blur/000001.png"))  # frames differ
-    c = build_synthetic_dataset(
-        tmp_path / "c",
-        train_images=["coins"],
-        test_images=["camera"],
-        train_frames=1,
-        test_frames=1,
-        max_side=64,
-        seed=1,
-    )
+    c = build_synthetic_dataset(tmp_path / "c", **small, seed=1)
     assert not np.array_equal(blurry, read_rgb(c / "test/camera/blur/000000.png"))  # the seed matters
 
 
