@@ -19,7 +19,15 @@ from PIL import Image
 from srn_deblur.network import SRNDeblurNet
 from srn_deblur.webapp import create_app
 from tests.conftest import make_clip
-from tests.test_app import TILE, assert_close_pixels, encode, expected, make_service, photo, save_checkpoint
+from tests.webapp.helpers import (
+    TILE,
+    assert_close_pixels,
+    encode,
+    expected,
+    make_service,
+    photo,
+    save_checkpoint,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
