@@ -36,6 +36,18 @@ def make_gopro_tree(
     return root
 
 
+# Four training sequences of 1-3 frames, GOPRO's names, for the loaders' tests.
+GOPRO_SEQUENCES = {"GOPR0372_07_00": 3, "GOPR0374_11_00": 2, "GOPR0378_13_00": 2, "GOPR0384_11_01": 1}
+
+
+@pytest.fixture
+def gopro(tmp_path: Path) -> Path:
+    """A small GOPRO tree: GOPRO_SEQUENCES in `train`, one 2-frame sequence of another size in `test`."""
+    make_gopro_tree(tmp_path, GOPRO_SEQUENCES, size=(40, 48))
+    make_gopro_tree(tmp_path, {"GOPR0410_11_00": 2}, size=(36, 52), split="test")
+    return tmp_path
+
+
 def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     """Compose a config as `train.py` would, with Hydra's runtime paths pointed at `output_dir`."""
     GlobalHydra.instance().clear()

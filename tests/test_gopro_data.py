@@ -1,5 +1,5 @@
-"""Real-data loading: list files, sequence-wise validation splits, paired folders, the
-memory-mapped fast path (same samples as the plain loader), augmentation and worker seeding."""
+"""GOPRO loading: list files (the release's format too), sequence-wise validation splits,
+augmentation and worker seeding. Paired folders and the caches have their own test files."""
 
 from __future__ import annotations
 
@@ -12,30 +12,18 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from datamodules.cache import DecodedPairCache
 from datamodules.datasets import PairedImageDataset, paired_augmentations
 from datamodules.gopro import GoProDataModule
 from datamodules.image_io import read_rgb
-from datamodules.paired_folder import PairedFolderDataModule
 from datamodules.pairs import (
     DatasetLayoutError,
     count_sequences,
     describe,
-    find_folder_pairs,
     find_gopro_pairs,
     read_pair_list,
     split_by_sequence,
 )
-from tests.conftest import make_gopro_tree, write_png
-
-SEQUENCES = {"GOPR0372_07_00": 3, "GOPR0374_11_00": 2, "GOPR0378_13_00": 2, "GOPR0384_11_01": 1}
-
-
-@pytest.fixture
-def gopro(tmp_path: Path) -> Path:
-    make_gopro_tree(tmp_path, SEQUENCES, size=(40, 48))
-    make_gopro_tree(tmp_path, {"GOPR0410_11_00": 2}, size=(36, 52), split="test")
-    return tmp_path
+from tests.conftest import GOPRO_SEQUENCES, make_gopro_tree, write_png
 
 
 def _write_release_list(path: Path, pairs, root: Path) -> Path:
@@ -77,7 +65,7 @@ def test_list_file_errors_name_the_line(gopro: Path):
 
 def test_pairs_and_sequences_are_counted_and_reported(gopro: Path, caplog):
     pairs = find_gopro_pairs(gopro, "train")
-    assert count_sequences(pairs) == SEQUENCES
+    assert count_sequences(pairs) == GOPRO_SEQUENCES
     assert describe(pairs) == "8 pairs in 4 sequences"
     with caplog.at_level(logging.INFO, logger="datamodules.gopro"):
         GoProDataModule(gopro, crop_size=16).setup("fit")
@@ -93,7 +81,7 @@ def test_validation_split_keeps_sequences_whole(gopro: Path, val_sequences):
     assert not train_seqs & val_seqs, "a sequence leaked across the split"
     assert sorted(train + val, key=str) == sorted(pairs, key=str)
     for seq in val_seqs:  # every frame of a held-out sequence went to validation
-        assert sum(p.sequence == seq for p in val) == SEQUENCES[seq]
+        assert sum(p.sequence == seq for p in val) == GOPRO_SEQUENCES[seq]
     expected = (
         len(val_sequences)
         if isinstance(val_sequences, list)
@@ -147,149 +135,6 @@ def test_hparams_from_hydra_are_plain_so_checkpoints_load_weights_only(gopro: Pa
     torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "h.ckpt")
     loaded = torch.load(tmp_path / "h.ckpt", weights_only=True)
     assert loaded["datamodule_hyper_parameters"]["val_sequences"] == ["GOPR0372_07_00"]
-
-
-# --------------------------------------------------------------------------- paired folders
-
-
-def _blur_dataset(root: Path, ids=range(5), size=(32, 40)) -> Path:
-    """The mobile-photo blur dataset's naming: sharp/<id>_<device>_S, motion_blurred/..._M, ..."""
-    rng = np.random.default_rng(1)
-    for i in ids:
-        sharp = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-        write_png(root / "sharp" / f"{i}_IPHONE-SE_S.png", sharp)
-        write_png(root / "motion_blurred" / f"{i}_IPHONE-SE_M.png", 255 - sharp)
-        write_png(root / "defocused_blurred" / f"{i}_IPHONE-SE_F.png", sharp // 2)
-    return root
-
-
-@pytest.mark.parametrize(("blurred_dir", "tag"), [("motion_blurred", "M"), ("defocused_blurred", "F")])
-def test_blur_dataset_pairs_by_name_without_the_type_tag(tmp_path: Path, blurred_dir, tag):
-    pairs = find_folder_pairs(_blur_dataset(tmp_path), blurred_dir=blurred_dir)
-    assert len(pairs) == 5
-    for pair in pairs:
-        assert pair.blurry.parent.name == blurred_dir and pair.blurry.stem.endswith(f"_{tag}")
-        assert pair.sharp.stem == pair.blurry.stem[:-1] + "S"
-        assert pair.sequence == pair.sharp.stem[:-2]
-
-
-def test_paired_folder_crops_are_aligned_and_split_without_overlap(tmp_path: Path):
-    root = _blur_dataset(tmp_path, ids=range(10), size=(48, 56))
-    dm = PairedFolderDataModule(
-        root, blurred_dir="motion_blurred", crop_size=24, batch_size=4, test_fraction=0.2, val_sequences=2
-    )
-    dm.setup("fit")
-    names = [{p.sharp.name for p in ds.pairs} for ds in (dm.data_train, dm.data_val, dm.data_test)]
-    assert [len(n) for n in names] == [6, 2, 2]
-    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
-    blurry, sharp = next(iter(dm.train_dataloader()))
-    assert blurry.shape == (4, 3, 24, 24)
-    torch.testing.assert_close(blurry, 1.0 - sharp, atol=1e-6, rtol=0)  # same window in both
-
-
-def test_paired_folder_with_its_own_split(tmp_path: Path):
-    for split, ids in (("train", range(3)), ("test", range(3, 5))):
-        rng = np.random.default_rng(0)
-        for i in ids:
-            image = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
-            write_png(tmp_path / split / "sharp" / f"img{i}.png", image)
-            write_png(tmp_path / split / "blurred" / f"img{i}.png", image)
-    dm = PairedFolderDataModule(tmp_path, name_pattern=None, crop_size=8)
-    dm.setup("fit")
-    assert [p.sequence for p in dm.data_train.pairs] == ["img0", "img1", "img2"]
-    assert [p.sequence for p in dm.data_test.pairs] == ["img3", "img4"]
-
-
-def test_paired_folder_errors_say_what_to_fix(tmp_path: Path):
-    root = _blur_dataset(tmp_path)
-    with pytest.raises(
-        DatasetLayoutError,
-        match=r"blurred does not exist \(found: defocused_blurred, motion_blurred, sharp\)",
-    ):
-        find_folder_pairs(root)
-    (root / "sharp" / "2_IPHONE-SE_S.png").unlink()
-    with pytest.raises(DatasetLayoutError, match=r"2_IPHONE-SE_M\.png has no sharp twin .*key '2_IPHONE-SE'"):
-        find_folder_pairs(root, blurred_dir="motion_blurred")
-    write_png(root / "sharp" / "1_IPHONE-SE.png", np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(DatasetLayoutError, match="share the name key '1_IPHONE-SE'"):
-        find_folder_pairs(root, blurred_dir="motion_blurred")
-
-
-# --------------------------------------------------------------------------- the fast path
-
-
-def test_memory_mapped_cache_gives_the_plain_loaders_samples(gopro: Path, tmp_path: Path):
-    pairs = find_gopro_pairs(gopro, "train")
-    cache = DecodedPairCache.open_or_build(pairs, tmp_path / "cache")
-    for i, pair in enumerate(pairs):  # the very bytes decoding gives
-        blurry, sharp = cache.pair(i)
-        assert np.array_equal(blurry, read_rgb(pair.blurry)) and np.array_equal(sharp, read_rgb(pair.sharp))
-    kwargs = dict(crop_size=16, samples_per_epoch=40, seed=7)
-    plain = PairedImageDataset(pairs, augment=paired_augmentations(True, True, True), **kwargs)
-    fast = PairedImageDataset(
-        pairs, augment=paired_augmentations(True, True, True), decoded_cache=cache, **kwargs
-    )
-    for i in range(len(plain)):
-        for a, b in zip(plain[i], fast[i], strict=True):
-            assert torch.equal(a, b)
-    full = PairedImageDataset(pairs, decoded_cache=cache)[3]
-    assert torch.equal(full[0], PairedImageDataset(pairs)[3][0])
-
-
-def test_datamodule_fast_path_matches_plain_loader_with_workers(gopro: Path, tmp_path: Path):
-    def batches(**kwargs) -> list[torch.Tensor]:
-        dm = GoProDataModule(
-            gopro, crop_size=16, batch_size=2, train_samples_per_epoch=8, num_workers=2, **kwargs
-        )
-        dm.prepare_data()
-        dm.setup("fit")
-        torch.manual_seed(0)  # the dataset's seed and the workers' seeds come from torch
-        dm.data_train.seed = 11
-        return [torch.cat(b) for b in dm.train_dataloader()]
-
-    plain, fast = batches(), batches(cache_dir=str(tmp_path / "cache"))
-    assert len(plain) == 4
-    for a, b in zip(plain, fast, strict=True):
-        assert torch.equal(a, b)
-    assert len(list((tmp_path / "cache").glob("pairs-*.u8"))) == 1  # training split only
-
-
-def test_cache_is_reused_rebuilt_when_images_change_and_repaired(gopro: Path, tmp_path: Path):
-    pairs = find_gopro_pairs(gopro, "train")
-    cache = DecodedPairCache.open_or_build(pairs, tmp_path)
-    mtime = cache.data_file.stat().st_mtime_ns
-    assert DecodedPairCache.open_or_build(pairs, tmp_path).data_file.stat().st_mtime_ns == mtime
-
-    write_png(pairs[0].sharp, np.full((40, 48, 3), 7, np.uint8))  # the dataset changed
-    changed = DecodedPairCache.open_or_build(pairs, tmp_path)
-    assert changed.data_file != cache.data_file
-    assert changed.pair(0)[1].max() == 7
-
-    with open(changed.data_file, "r+b") as f:  # a cut-short file (e.g. a full disk)
-        f.truncate(100)
-    repaired = DecodedPairCache.open_or_build(pairs, tmp_path)
-    assert repaired.data_file.stat().st_size == 2 * 8 * 40 * 48 * 3
-    assert repaired.pair(0)[1].max() == 7
-
-
-def test_cache_of_other_pairs_is_refused(gopro: Path, tmp_path: Path):
-    pairs = find_gopro_pairs(gopro, "train")
-    cache = DecodedPairCache.open_or_build(pairs[:3], tmp_path)
-    with pytest.raises(ValueError, match="holds other pairs"):
-        PairedImageDataset(pairs, decoded_cache=cache)
-    with pytest.raises(ValueError, match="choose one image cache"):
-        GoProDataModule(gopro, cache_images=True, cache_dir=str(tmp_path))
-
-
-def test_cache_needing_more_disk_than_free_is_refused_before_writing(
-    gopro: Path, tmp_path: Path, monkeypatch
-):
-    from types import SimpleNamespace
-
-    monkeypatch.setattr("datamodules.cache.shutil.disk_usage", lambda path: SimpleNamespace(free=100))
-    with pytest.raises(OSError, match=r"needs .* GB but .*cache has 0\.0 GB free; point data.cache_dir"):
-        DecodedPairCache.open_or_build(find_gopro_pairs(gopro, "train"), tmp_path / "cache")
-    assert not any((tmp_path / "cache").glob("*"))
 
 
 # --------------------------------------------------------------------------- augmentation, seeding
@@ -372,20 +217,3 @@ def test_release_list_files_load_both_splits_through_the_config(tmp_path: Path):
         assert pair.blurry.parent.name == "blur" and pair.sharp.parent.name == "sharp"
         got_blurry, got_sharp = dataset.load_pair(0)  # the pixels, so a swapped column would fail
         assert np.array_equal(got_blurry, blurry) and np.array_equal(got_sharp, sharp)
-
-
-def test_in_memory_cache_gives_the_plain_loaders_samples_and_reads_each_file_once(gopro: Path):
-    pairs = find_gopro_pairs(gopro, "train")
-    kwargs = dict(crop_size=16, samples_per_epoch=2 * len(pairs), seed=5)
-    plain, cached = PairedImageDataset(pairs, **kwargs), PairedImageDataset(pairs, cache=True, **kwargs)
-    first = [cached[i] for i in range(len(cached))]
-    for i, (a, b) in enumerate(zip((plain[i] for i in range(len(plain))), first, strict=True)):
-        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), f"sample {i} differs"
-    for pair in pairs:  # the cache holds the decoded pixels: the files are no longer needed
-        pair.blurry.unlink()
-        pair.sharp.unlink()
-    again = PairedImageDataset(pairs, cache=True, **kwargs)
-    again.cache = cached.cache
-    assert all(torch.equal(again[i][0], first[i][0]) for i in range(len(again)))
-    with pytest.raises(OSError, match="cannot read image"):
-        plain[0]
