@@ -179,8 +179,8 @@ def decode_video_upload(data: bytes, name: str, max_bytes: int, max_seconds: flo
 
 
 def encode_png(pixels: np.ndarray, icc_profile: bytes | None = None) -> bytes:
-    """`(H, W, 3)` uint8 RGB -> PNG bytes. zlib level 1: a 720p photo encodes in about 0.1 s, a
-    quarter faster than level 3 for files about 5% larger (benchmarks/RESULTS.md)."""
+    """`(H, W, 3)` uint8 RGB -> PNG bytes, at zlib level 1: the app waits on the encoder, and
+    the files are only a few percent larger (figures in benchmarks/RESULTS.md)."""
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, format="PNG", compress_level=1, icc_profile=icc_profile)
     return buffer.getvalue()

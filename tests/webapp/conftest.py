@@ -16,6 +16,7 @@ from tests.webapp.helpers import (
     MAX_VIDEO_SECONDS,
     make_service,
     save_checkpoint,
+    tiny_net,
 )
 
 
@@ -30,8 +31,7 @@ def _one_thread():
 
 @pytest.fixture
 def net() -> SRNDeblurNet:
-    torch.manual_seed(0)
-    return SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1).eval()
+    return tiny_net()
 
 
 @pytest.fixture

@@ -29,6 +29,12 @@ def save_checkpoint(net: SRNDeblurNet, path: Path) -> Path:
     return save_network(net, path)
 
 
+def tiny_net() -> SRNDeblurNet:
+    """The web app tests' network: tiny, seeded, in eval mode."""
+    torch.manual_seed(0)
+    return SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1).eval()
+
+
 def make_service(checkpoint: Path, **kwargs) -> ModelService:
     options = dict(
         device="cpu", precision="fp32", tile_size=TILE, tile_overlap=OVERLAP, whole_image_max_pixels=WHOLE_MAX

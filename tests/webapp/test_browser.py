@@ -16,7 +16,6 @@ import torch
 import waitress
 from PIL import Image
 
-from srn_deblur.network import SRNDeblurNet
 from srn_deblur.webapp import create_app
 from tests.conftest import make_clip
 from tests.webapp.helpers import (
@@ -27,6 +26,7 @@ from tests.webapp.helpers import (
     make_service,
     photo,
     save_checkpoint,
+    tiny_net,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,8 +60,7 @@ def served(tmp_path_factory):
     """(base URL, service, network) of the app served by waitress on a free localhost port."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    net = SRNDeblurNet(channels=3, widths=(4, 8, 8), num_res_blocks=1).eval()
+    net = tiny_net()
     checkpoint = save_checkpoint(net, tmp_path_factory.mktemp("browser") / "tiny.ckpt")
     service = make_service(checkpoint)
     slow = service.net.register_forward_pre_hook(lambda *_: time.sleep(PASS_DELAY_S))
